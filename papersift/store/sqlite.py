@@ -1,0 +1,633 @@
+"""The SQLite catalog (the default): WAL mode, foreign keys on, versioned migrations.
+
+Writes are transactional: a batch of papers and its resume checkpoint commit together or not at all,
+so a crash or Ctrl-C leaves the catalog as it was after the last whole batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from papersift.errors import BadInput, Conflict, NotFound, StoreError
+from papersift.ids import normalize_doi, parse_arxiv_id, title_key
+from papersift.models import INTERACTION_KINDS, Paper, User
+from papersift.store.base import Stats, Subscription, UpsertResult
+from papersift.store.merge import merge_papers, same_content
+from papersift.store.migrations import load_migrations
+
+_PAPER_COLUMNS = (
+    "id, arxiv_id, version, doi, title, abstract, authors, categories, submitted, updated, listed, "
+    "source, links, comment, journal_ref, withdrawn, signals, raw"
+)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _row_to_paper(row: sqlite3.Row | tuple) -> Paper:
+    (pid, arxiv_id, version, doi, title, abstract, authors, categories, submitted, updated, listed,
+     source, links, comment, journal_ref, withdrawn, signals, raw) = row
+    return Paper(
+        id=pid, arxiv_id=arxiv_id, version=version, doi=doi, title=title, abstract=abstract,
+        authors=tuple(json.loads(authors)), categories=tuple(categories.split()) if categories else (),
+        submitted=_date(submitted), updated=_date(updated), listed=_date(listed), source=source,
+        links=json.loads(links), comment=comment, journal_ref=journal_ref, withdrawn=bool(withdrawn),
+        signals=json.loads(signals), raw=raw,
+    )
+
+
+def _paper_values(p: Paper) -> tuple:
+    first = p.authors[0] if p.authors else ""
+    return (
+        p.arxiv_id, p.version, p.doi, title_key(p.title, first), p.title, p.abstract,
+        json.dumps(list(p.authors), ensure_ascii=False), " ".join(p.categories),
+        p.categories[0] if p.categories else None, _iso(p.submitted), _iso(p.updated), _iso(p.listed),
+        p.source, json.dumps(dict(p.links), ensure_ascii=False, sort_keys=True), p.comment, p.journal_ref,
+        int(p.withdrawn), json.dumps(dict(p.signals), ensure_ascii=False, sort_keys=True), p.raw,
+    )
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///abs/path.db`, `sqlite:///:memory:` or a plain path → the path sqlite3 opens."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///"):] if url != "sqlite:///:memory:" else ":memory:"
+    if url.startswith("sqlite://"):
+        raise BadInput(f"not a SQLite URL: {url}", hint="use sqlite:///path/to/catalog.db or a plain path")
+    return url
+
+
+class SQLiteStore:
+    """A catalog in one SQLite file. Safe to share across threads: each thread has its own connection."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.path = sqlite_path(url)
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the catalog folder {parent}: {e.strerror}") from None
+        self._local = threading.local()
+        self._memory_conn: sqlite3.Connection | None = None
+
+    # -- connections ---------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA busy_timeout = 30000")
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the catalog {self.path}: {e}") from None
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self.path == ":memory:":
+            if self._memory_conn is None:
+                self._memory_conn = self._connect()
+            return self._memory_conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        if self._memory_conn is not None:
+            self._memory_conn.close()
+            self._memory_conn = None
+
+    def _tx(self):
+        return _Transaction(self.conn)
+
+    # -- migrations ----------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        try:
+            row = self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return row[0] or 0
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet applied, each in its own transaction. Returns their names."""
+        conn = self.conn
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        current = self.schema_version()
+        applied = []
+        for version, name, sql in load_migrations("sqlite"):
+            if version <= current:
+                continue
+            try:
+                conn.executescript(
+                    "BEGIN;\n" + sql + f"\nINSERT INTO schema_migrations VALUES ({version}, '{name}', '{_now()}');\nCOMMIT;"
+                )
+            except sqlite3.Error as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"migration {version} ({name}) failed: {e}") from None
+            applied.append(name)
+        return applied
+
+    def _require_schema(self) -> None:
+        if self.schema_version() == 0:
+            raise StoreError(f"no catalog at {self.path}")
+
+    # -- papers --------------------------------------------------------------------------------
+    def upsert_papers(self, papers: Sequence[Paper], checkpoint: tuple[str, str] | None = None) -> UpsertResult:
+        """Insert or merge a batch of papers in one transaction (with the checkpoint, if given)."""
+        result = UpsertResult()
+        with self._tx() as conn:
+            existing = self._match_existing(conn, papers)
+            touched: dict[int, Paper] = {}
+            inserted: set[int] = set()
+            for paper in papers:
+                row = self._pick_match(paper, existing, touched)
+                if row is None:
+                    paper = dataclasses.replace(paper, id=self._insert_paper(conn, paper))
+                    self._write_authors_categories(conn, paper.id, paper)
+                    inserted.add(paper.id)
+                    self._index_match(existing, paper)
+                    result.added += 1
+                    continue
+                merged = merge_papers(row, paper)
+                if same_content(row, merged):
+                    if row.id not in touched and row.id not in inserted:
+                        result.unchanged += 1
+                    continue
+                merged = self._drop_conflicting_ids(conn, merged, row)
+                touched[row.id] = merged
+                self._index_match(existing, merged)
+            for paper_id, paper in touched.items():
+                conn.execute(
+                    "UPDATE papers SET arxiv_id=?, version=?, doi=?, title_key=?, title=?, abstract=?, authors=?, "
+                    "categories=?, primary_category=?, submitted=?, updated=?, listed=?, source=?, links=?, "
+                    "comment=?, journal_ref=?, withdrawn=?, signals=?, raw=?, changed_at=? WHERE id=?",
+                    (*_paper_values(paper), _now(), paper_id),
+                )
+                self._write_authors_categories(conn, paper_id, paper, replace=True)
+                if paper_id not in inserted:
+                    result.updated += 1
+            if checkpoint is not None:
+                conn.execute(
+                    "INSERT INTO ingest_checkpoints VALUES (?, ?, ?) ON CONFLICT (source_key) "
+                    "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+                    (checkpoint[0], checkpoint[1], _now()),
+                )
+        return result
+
+    def _match_existing(self, conn: sqlite3.Connection, papers: Sequence[Paper]) -> dict[str, Paper]:
+        """Stored papers that any paper of the batch may be: by arXiv id, DOI or title key."""
+        arxiv_ids = list({p.arxiv_id for p in papers if p.arxiv_id})
+        dois = list({p.doi for p in papers if p.doi})
+        tkeys = list({title_key(p.title, p.authors[0] if p.authors else "") for p in papers})
+        found: dict[str, Paper] = {}
+        for column, values in (("arxiv_id", arxiv_ids), ("doi", dois), ("title_key", tkeys)):
+            for i in range(0, len(values), 900):
+                chunk = values[i:i + 900]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE {column} IN ({marks})", chunk):
+                    self._index_match(found, _row_to_paper(row))
+        return found
+
+    @staticmethod
+    def _index_match(found: dict[str, Paper], paper: Paper) -> None:
+        if paper.arxiv_id:
+            found["a:" + paper.arxiv_id] = paper
+        if paper.doi:
+            found["d:" + paper.doi] = paper
+        found.setdefault("t:" + title_key(paper.title, paper.authors[0] if paper.authors else ""), paper)
+
+    @staticmethod
+    def _pick_match(paper: Paper, existing: dict[str, Paper], touched: dict[int, Paper]) -> Paper | None:
+        """The stored paper this one is: same arXiv id; else same DOI; else same title+first author
+        where neither identifier contradicts. Returns the latest state within this batch."""
+        cand = None
+        if paper.arxiv_id:
+            cand = existing.get("a:" + paper.arxiv_id)
+        if cand is None and paper.doi:
+            c = existing.get("d:" + paper.doi)
+            if c is not None and (not c.arxiv_id or not paper.arxiv_id or c.arxiv_id == paper.arxiv_id):
+                cand = c
+        if cand is None:
+            c = existing.get("t:" + title_key(paper.title, paper.authors[0] if paper.authors else ""))
+            if (c is not None and not (paper.arxiv_id and c.arxiv_id and paper.arxiv_id != c.arxiv_id)
+                    and not (paper.doi and c.doi and paper.doi != c.doi)):
+                cand = c
+        if cand is None:
+            return None
+        return touched.get(cand.id, cand)
+
+    @staticmethod
+    def _drop_conflicting_ids(conn: sqlite3.Connection, merged: Paper, row: Paper) -> Paper:
+        """Never steal an identifier that another stored paper holds: keep the row's own instead."""
+        if merged.doi and merged.doi != row.doi:
+            other = conn.execute("SELECT id FROM papers WHERE doi = ? AND id != ?", (merged.doi, row.id)).fetchone()
+            if other:
+                merged = dataclasses.replace(merged, doi=row.doi)
+        if merged.arxiv_id and merged.arxiv_id != row.arxiv_id:
+            other = conn.execute(
+                "SELECT id FROM papers WHERE arxiv_id = ? AND id != ?", (merged.arxiv_id, row.id)
+            ).fetchone()
+            if other:
+                merged = dataclasses.replace(merged, arxiv_id=row.arxiv_id)
+        return merged
+
+    def _insert_paper(self, conn: sqlite3.Connection, paper: Paper) -> int:
+        now = _now()
+        values = _paper_values(paper)
+        try:
+            cur = conn.execute(
+                "INSERT INTO papers (arxiv_id, version, doi, title_key, title, abstract, authors, categories, "
+                "primary_category, submitted, updated, listed, source, links, comment, journal_ref, withdrawn, "
+                "signals, raw, added_at, changed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*values, now, now),
+            )
+        except sqlite3.IntegrityError:
+            # Same DOI as a stored paper with another arXiv id: keep both papers, the DOI on the first.
+            cur = conn.execute(
+                "INSERT INTO papers (arxiv_id, version, doi, title_key, title, abstract, authors, categories, "
+                "primary_category, submitted, updated, listed, source, links, comment, journal_ref, withdrawn, "
+                "signals, raw, added_at, changed_at) VALUES (?,?,NULL,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (values[0], values[1], *values[3:], now, now),
+            )
+        return cur.lastrowid
+
+    def _write_authors_categories(self, conn, paper_id: int, paper: Paper, replace: bool = False) -> None:
+        if replace:
+            conn.execute("DELETE FROM paper_authors WHERE paper_id = ?", (paper_id,))
+            conn.execute("DELETE FROM paper_categories WHERE paper_id = ?", (paper_id,))
+        if paper.authors:
+            names = list(dict.fromkeys(paper.authors))
+            conn.executemany("INSERT OR IGNORE INTO authors (name) VALUES (?)", [(n,) for n in names])
+            marks = ",".join("?" * len(names))
+            ids = dict(conn.execute(f"SELECT name, id FROM authors WHERE name IN ({marks})", names).fetchall())
+            conn.executemany(
+                "INSERT INTO paper_authors VALUES (?, ?, ?)",
+                [(paper_id, i, ids[name]) for i, name in enumerate(paper.authors)],
+            )
+        if paper.categories:
+            cats = list(dict.fromkeys(paper.categories))
+            conn.executemany(
+                "INSERT INTO paper_categories VALUES (?, ?, ?)", [(paper_id, c, i) for i, c in enumerate(cats)]
+            )
+
+    def _resolve_ref(self, ref: str | int) -> tuple[str, object]:
+        if isinstance(ref, int):
+            return "id", ref
+        ref = ref.strip()
+        if ref.startswith("#") and ref[1:].isdigit():
+            return "id", int(ref[1:])
+        if ref.lower().startswith("doi:") and normalize_doi(ref[4:]):
+            return "doi", normalize_doi(ref[4:])
+        parsed = parse_arxiv_id(ref)
+        if parsed:
+            return "arxiv_id", parsed[0]
+        doi = normalize_doi(ref)
+        if doi:
+            return "doi", doi
+        raise BadInput(f"not an arXiv id, DOI or catalog id: {ref!r}",
+                       hint="use e.g. 2401.01234, hep-th/9901001, arXiv:2401.01234v2, 10.1145/… or #42")
+
+    def find_paper(self, ref: str | int) -> Paper | None:
+        column, value = self._resolve_ref(ref)
+        row = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE {column} = ?", (value,)).fetchone()
+        return _row_to_paper(row) if row else None
+
+    def get_paper(self, ref: str | int) -> Paper:
+        paper = self.find_paper(ref)
+        if paper is None:
+            raise NotFound(f"no paper {ref!r} in the catalog")
+        return paper
+
+    def get_papers(self, ids: Sequence[int]) -> list[Paper]:
+        """Papers by row id, in the order asked (ids not found are left out)."""
+        out: dict[int, Paper] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id IN ({marks})", chunk):
+                out[row[0]] = _row_to_paper(row)
+        return [out[i] for i in ids if i in out]
+
+    def iter_papers(self, after_id: int = 0, batch: int = 1000) -> Iterator[Paper]:
+        last = after_id
+        while True:
+            rows = self.conn.execute(
+                f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_to_paper(row)
+            last = rows[-1][0]
+
+    def count_papers(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM papers").fetchone()[0]
+
+    def papers_listed(self, start: dt.date, end: dt.date, category: str | None = None,
+                      limit: int = 100, offset: int = 0) -> list[Paper]:
+        """Papers first listed in [start, end], newest listing first."""
+        if category:
+            sql = (f"SELECT {', '.join('p.' + c.strip() for c in _PAPER_COLUMNS.split(','))} FROM papers p "
+                   "JOIN paper_categories c ON c.paper_id = p.id WHERE c.category = ? AND p.listed BETWEEN ? AND ? "
+                   "ORDER BY p.listed DESC, p.id DESC LIMIT ? OFFSET ?")
+            args: tuple = (category, start.isoformat(), end.isoformat(), limit, offset)
+        else:
+            sql = (f"SELECT {_PAPER_COLUMNS} FROM papers WHERE listed BETWEEN ? AND ? "
+                   "ORDER BY listed DESC, id DESC LIMIT ? OFFSET ?")
+            args = (start.isoformat(), end.isoformat(), limit, offset)
+        return [_row_to_paper(r) for r in self.conn.execute(sql, args)]
+
+    def papers_by_author(self, name: str, limit: int = 100) -> list[Paper]:
+        cols = ", ".join("p." + c.strip() for c in _PAPER_COLUMNS.split(","))
+        rows = self.conn.execute(
+            f"SELECT {cols} FROM authors a JOIN paper_authors pa ON pa.author_id = a.id "
+            "JOIN papers p ON p.id = pa.paper_id WHERE a.name = ? ORDER BY p.listed DESC, p.id DESC LIMIT ?",
+            (name, limit),
+        )
+        return [_row_to_paper(r) for r in rows]
+
+    # -- ingest bookkeeping --------------------------------------------------------------------
+    def get_checkpoint(self, source_key: str) -> str | None:
+        row = self.conn.execute("SELECT position FROM ingest_checkpoints WHERE source_key = ?", (source_key,)).fetchone()
+        return row[0] if row else None
+
+    def clear_checkpoint(self, source_key: str) -> None:
+        self.conn.execute("DELETE FROM ingest_checkpoints WHERE source_key = ?", (source_key,))
+
+    def start_ingest_run(self, source: str, target: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO ingest_runs (source, target, started_at, status) VALUES (?, ?, ?, 'running')",
+            (source, target, _now()),
+        )
+        return cur.lastrowid
+
+    def finish_ingest_run(self, run_id: int, status: str, counts: dict, problems: Iterable[str]) -> None:
+        self.conn.execute(
+            "UPDATE ingest_runs SET finished_at=?, status=?, seen=?, added=?, updated=?, unchanged=?, skipped=?, "
+            "problems=? WHERE id=?",
+            (_now(), status, counts.get("seen", 0), counts.get("added", 0), counts.get("updated", 0),
+             counts.get("unchanged", 0), counts.get("skipped", 0), json.dumps(list(problems)[:100]), run_id),
+        )
+
+    # -- readers -------------------------------------------------------------------------------
+    def create_user(self, username: str, email: str | None = None, password_hash: str | None = None) -> User:
+        username = username.strip()
+        if not username:
+            raise BadInput("a username cannot be empty")
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO users (username, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                (username, email, password_hash, _now()),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"the username or email of {username!r} is taken") from None
+        return self.get_user(cur.lastrowid)
+
+    def get_user(self, ref: int | str) -> User:
+        column = "id" if isinstance(ref, int) else ("email" if "@" in ref else "username")
+        row = self.conn.execute(f"SELECT id, username, email, created_at FROM users WHERE {column} = ?", (ref,)).fetchone()
+        if row is None:
+            raise NotFound(f"no user {ref!r}")
+        return User(id=row[0], username=row[1], email=row[2], created=dt.datetime.fromisoformat(row[3]))
+
+    def get_password_hash(self, user_id: int) -> str | None:
+        row = self.conn.execute("SELECT password_hash FROM users WHERE id = ?", (user_id,)).fetchone()
+        return row[0] if row else None
+
+    def delete_user(self, user_id: int) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+
+    def add_interaction(self, user_id: int, paper_id: int, kind: str, at: dt.datetime | None = None) -> bool:
+        """Record an interaction; an upvote/save/dismiss already there is left alone (returns False)."""
+        if kind not in INTERACTION_KINDS:
+            raise BadInput(f"unknown interaction {kind!r}", hint=f"one of {', '.join(INTERACTION_KINDS)}")
+        at_s = (at or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO interactions (user_id, paper_id, kind, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (user_id, paper_id, kind, at_s),
+            )
+        except sqlite3.IntegrityError:
+            raise NotFound(f"no user {user_id} or paper {paper_id}") from None
+        return cur.rowcount == 1
+
+    def remove_interaction(self, user_id: int, paper_id: int, kind: str) -> bool:
+        cur = self.conn.execute(
+            "DELETE FROM interactions WHERE user_id = ? AND paper_id = ? AND kind = ?", (user_id, paper_id, kind)
+        )
+        return cur.rowcount > 0
+
+    def interactions(self, user_id: int | None = None, kinds: Sequence[str] | None = None,
+                     since: dt.datetime | None = None) -> list[tuple[int, int, str, str]]:
+        """(user_id, paper_id, kind, at) tuples, oldest first."""
+        where, args = [], []
+        if user_id is not None:
+            where.append("user_id = ?")
+            args.append(user_id)
+        if kinds:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args.extend(kinds)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since.isoformat(timespec="seconds"))
+        sql = "SELECT user_id, paper_id, kind, at FROM interactions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [tuple(r) for r in self.conn.execute(sql + " ORDER BY at, id", args)]
+
+    def interaction_counts(self, paper_id: int) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT kind, count(*) FROM interactions WHERE paper_id = ? GROUP BY kind", (paper_id,)
+        ).fetchall()
+        counts = {k: 0 for k in INTERACTION_KINDS}
+        counts.update(dict(rows))
+        return counts
+
+    # -- collections ---------------------------------------------------------------------------
+    def create_collection(self, user_id: int, name: str, description: str = "") -> int:
+        name = name.strip()
+        if not name:
+            raise BadInput("a collection needs a name")
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO collections (user_id, name, description, created_at) VALUES (?, ?, ?, ?)",
+                (user_id, name, description, _now()),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"you already have a collection named {name!r}") from None
+        return cur.lastrowid
+
+    def _own_collection(self, user_id: int, collection_id: int) -> None:
+        # Someone else's collection is answered exactly like a missing one: no id probing.
+        row = self.conn.execute(
+            "SELECT 1 FROM collections WHERE id = ? AND user_id = ?", (collection_id, user_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no collection {collection_id}")
+
+    def collections(self, user_id: int) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT c.id, c.name, c.description, c.created_at, count(i.paper_id) FROM collections c "
+            "LEFT JOIN collection_items i ON i.collection_id = c.id WHERE c.user_id = ? "
+            "GROUP BY c.id ORDER BY c.name",
+            (user_id,),
+        ).fetchall()
+        return [dict(id=r[0], name=r[1], description=r[2], created_at=r[3], size=r[4]) for r in rows]
+
+    def add_to_collection(self, user_id: int, collection_id: int, paper_id: int) -> bool:
+        self._own_collection(user_id, collection_id)
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO collection_items VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (collection_id, paper_id, _now()),
+            )
+        except sqlite3.IntegrityError:
+            raise NotFound(f"no paper {paper_id}") from None
+        return cur.rowcount == 1
+
+    def remove_from_collection(self, user_id: int, collection_id: int, paper_id: int) -> bool:
+        self._own_collection(user_id, collection_id)
+        cur = self.conn.execute(
+            "DELETE FROM collection_items WHERE collection_id = ? AND paper_id = ?", (collection_id, paper_id)
+        )
+        return cur.rowcount > 0
+
+    def collection_papers(self, user_id: int, collection_id: int) -> list[Paper]:
+        self._own_collection(user_id, collection_id)
+        cols = ", ".join("p." + c.strip() for c in _PAPER_COLUMNS.split(","))
+        rows = self.conn.execute(
+            f"SELECT {cols} FROM collection_items i JOIN papers p ON p.id = i.paper_id "
+            "WHERE i.collection_id = ? ORDER BY i.added_at DESC, p.id DESC",
+            (collection_id,),
+        )
+        return [_row_to_paper(r) for r in rows]
+
+    def delete_collection(self, user_id: int, collection_id: int) -> None:
+        self._own_collection(user_id, collection_id)
+        self.conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
+
+    # -- subscriptions -------------------------------------------------------------------------
+    @staticmethod
+    def _subscription(row) -> Subscription:
+        return Subscription(id=row[0], email=row[1], frequency=row[2], categories=tuple(row[3].split()),
+                            status=row[4], user_id=row[5], created_at=row[6], confirmed_at=row[7],
+                            last_sent_at=row[8])
+
+    _SUB_COLUMNS = "id, email, frequency, categories, status, user_id, created_at, confirmed_at, last_sent_at"
+
+    def upsert_subscription(self, email: str, frequency: str, categories: Sequence[str] = (),
+                            user_id: int | None = None, status: str = "pending") -> Subscription:
+        if frequency not in ("daily", "weekly"):
+            raise BadInput(f"frequency must be daily or weekly, not {frequency!r}")
+        if "@" not in email:
+            raise BadInput(f"not an email address: {email!r}")
+        self.conn.execute(
+            "INSERT INTO subscriptions (email, frequency, categories, status, user_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET frequency = excluded.frequency, "
+            "categories = excluded.categories, user_id = coalesce(excluded.user_id, user_id)",
+            (email.strip(), frequency, " ".join(categories), status, user_id, _now()),
+        )
+        sub = self.get_subscription(email)
+        assert sub is not None
+        return sub
+
+    def get_subscription(self, email: str) -> Subscription | None:
+        row = self.conn.execute(
+            f"SELECT {self._SUB_COLUMNS} FROM subscriptions WHERE email = ?", (email.strip(),)
+        ).fetchone()
+        return self._subscription(row) if row else None
+
+    def set_subscription_status(self, email: str, status: str) -> None:
+        if status not in ("pending", "active", "unsubscribed"):
+            raise BadInput(f"unknown subscription status {status!r}")
+        confirmed = _now() if status == "active" else None
+        cur = self.conn.execute(
+            "UPDATE subscriptions SET status = ?, confirmed_at = coalesce(?, confirmed_at) WHERE email = ?",
+            (status, confirmed, email.strip()),
+        )
+        if cur.rowcount == 0:
+            raise NotFound(f"no subscription for {email!r}")
+
+    def subscriptions(self, status: str | None = None) -> list[Subscription]:
+        sql = f"SELECT {self._SUB_COLUMNS} FROM subscriptions"
+        args: tuple = ()
+        if status:
+            sql += " WHERE status = ?"
+            args = (status,)
+        return [self._subscription(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    # -- stats ---------------------------------------------------------------------------------
+    def stats(self) -> Stats:
+        self._require_schema()
+        conn = self.conn
+
+        def count(table: str) -> int:
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+        first, last = conn.execute("SELECT min(listed), max(listed) FROM papers").fetchone()
+        by_cat = conn.execute(
+            "SELECT primary_category, count(*) FROM papers WHERE primary_category IS NOT NULL "
+            "GROUP BY primary_category ORDER BY count(*) DESC LIMIT 10"
+        ).fetchall()
+        by_source = conn.execute("SELECT source, count(*) FROM papers GROUP BY source ORDER BY count(*) DESC").fetchall()
+        runs = conn.execute(
+            "SELECT source, target, started_at, status, seen, added, updated, unchanged, skipped FROM ingest_runs "
+            "ORDER BY id DESC LIMIT 5"
+        ).fetchall()
+        size = 0
+        if self.path != ":memory:":
+            size = sum(os.path.getsize(self.path + s) for s in ("", "-wal") if os.path.exists(self.path + s))
+        return Stats(
+            papers=count("papers"), authors=count("authors"), users=count("users"),
+            interactions=count("interactions"), collections=count("collections"),
+            subscriptions=count("subscriptions"), first_listed=first, last_listed=last,
+            by_category=[tuple(r) for r in by_cat], by_source=[tuple(r) for r in by_source], size_bytes=size,
+            schema_version=self.schema_version(),
+            last_runs=[dict(zip(("source", "target", "started_at", "status", "seen", "added", "updated",
+                                 "unchanged", "skipped"), r)) for r in runs],
+        )
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception (KeyboardInterrupt included)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
