@@ -61,10 +61,14 @@ def normalize_doi(text: str | None) -> str | None:
     return s if _DOI_RE.match(s) else None
 
 
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
 def _fold(text: str) -> str:
     """Lower case ASCII letters and digits only: accents, TeX braces and punctuation dropped."""
-    text = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in text.lower() if ch.isascii() and ch.isalnum())
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return _NOT_ALNUM.sub("", text.lower())
 
 
 def last_name(author: str) -> str:

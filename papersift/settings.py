@@ -38,7 +38,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", None, "Catalog location: a SQLite path or sqlite:/// URL "
             "(default: <data_dir>/catalog.db); postgresql://… for PostgreSQL."),
     Setting("config_file", "papersift.toml", "TOML file with settings (keys as in this table)."),
-    Setting("batch_size", 1000, "Papers per ingest transaction; each committed batch is a resume point."),
+    Setting("batch_size", 2000, "Papers per ingest transaction; each committed batch is a resume point."),
     Setting("http_timeout", 60.0, "Seconds before a request to a source gives up."),
     Setting("http_delay", 3.0, "Seconds between requests to arXiv (its rate limit asks for 3)."),
     Setting("http_retries", 5, "Retries of a request answered 429/503 or cut off, honouring Retry-After."),

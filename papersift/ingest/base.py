@@ -52,6 +52,7 @@ class SourceSpec:
     resume_key: Callable[[str, dict], str | None] = lambda target, opts: None
     options: tuple[tuple[str, str], ...] = ()
     target_required: bool = True
+    parallel: bool = False  # big local files: parse in a second process (ingest/parallel.py)
 
 
 def file_resume_key(source: str, target: str) -> str:

@@ -114,14 +114,14 @@ SOURCES = [
         example="papersift ingest arxiv-daily ../shared/data/arxiv-daily/arxiv_papers.jsonl.gz",
         target_help="path to the .jsonl or .jsonl.gz file",
         open=_open_lines("arxiv-daily", parse_arxiv_daily),
-        resume_key=lambda t, o: file_resume_key("arxiv-daily", t),
+        resume_key=lambda t, o: file_resume_key("arxiv-daily", t), parallel=True,
     ),
     SourceSpec(
         name="acm-cr", help="ACM-CR corpus papers as JSON lines (DOI-keyed)",
         example="papersift ingest acm-cr ../shared/data/acm-cr/corpus.jsonl.gz",
         target_help="path to corpus.jsonl(.gz)",
         open=_open_lines("acm-cr", parse_acm_cr),
-        resume_key=lambda t, o: file_resume_key("acm-cr", t),
+        resume_key=lambda t, o: file_resume_key("acm-cr", t), parallel=True,
     ),
     SourceSpec(
         name="sample", help="the bundled sample of real recent arXiv papers (offline demo)",

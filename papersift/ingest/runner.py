@@ -7,10 +7,13 @@ clears its checkpoint, so running the same file again re-reads it (and adds noth
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from papersift.ingest.base import Checkpoint, Record, SourceSpec
+from papersift.ingest.parallel import parsed_in_subprocess
 from papersift.models import Paper, Problem
 from papersift.store.base import Store, UpsertResult
 
@@ -42,8 +45,67 @@ class IngestReport:
         return text
 
 
+_DONE = object()
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def prefetched(records: Iterable[Record], chunk: int = 256, depth: int = 16) -> Iterator[Record]:
+    """Read `records` in a background thread, `chunk` at a time.
+
+    Parsing is Python (holds the GIL) while SQLite releases the GIL as it writes, so reading ahead in a
+    thread keeps both cores busy during a bulk ingest. Errors in the reader re-raise here, in order."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(records)
+        try:
+            buf = []
+            for record in it:
+                buf.append(record)
+                if len(buf) >= chunk:
+                    if not put(buf):
+                        return
+                    buf = []
+            if put(buf):
+                put(_DONE)
+        except BaseException as e:  # handed to the consumer, which raises it
+            put(_Failed(e))
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()
+
+    thread = threading.Thread(target=produce, name="ingest-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield from item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def ingest_records(store: Store, source: str, target: str, records: Iterable[Record], *,
-                   batch_size: int = 1000, resume_key: str | None = None, resumed_from: str | None = None,
+                   batch_size: int = 2000, resume_key: str | None = None, resumed_from: str | None = None,
                    on_progress: Callable[[IngestReport], None] | None = None) -> IngestReport:
     """Write a record stream into `store`; returns the report. Re-raises KeyboardInterrupt after
     recording the run as interrupted (the last committed batch is the resume point)."""
@@ -100,8 +162,10 @@ def ingest_records(store: Store, source: str, target: str, records: Iterable[Rec
 
 
 def run_source(store: Store, spec: SourceSpec, target: str, settings, *, opts: dict | None = None,
-               fresh: bool = False, on_progress: Callable[[IngestReport], None] | None = None) -> IngestReport:
-    """Ingest `target` with the source `spec`, resuming from a saved checkpoint unless `fresh`."""
+               fresh: bool = False, parallel: bool = True,
+               on_progress: Callable[[IngestReport], None] | None = None) -> IngestReport:
+    """Ingest `target` with the source `spec`, resuming from a saved checkpoint unless `fresh`.
+    Sources marked `parallel` are parsed in a second process unless `parallel=False`."""
     opts = {name: None for name, _ in spec.options} | dict(opts or {})
     key = spec.resume_key(target, opts)
     start = None
@@ -110,6 +174,9 @@ def run_source(store: Store, spec: SourceSpec, target: str, settings, *, opts: d
             store.clear_checkpoint(key)
         else:
             start = store.get_checkpoint(key)
-    records = spec.open(target, settings, start, opts)
+    if spec.parallel and parallel:
+        records = parsed_in_subprocess(spec, target, settings, start, opts)
+    else:
+        records = spec.open(target, settings, start, opts)
     return ingest_records(store, spec.name, target, records, batch_size=settings.batch_size,
                           resume_key=key, resumed_from=start, on_progress=on_progress)

@@ -7,13 +7,12 @@ import datetime as dt
 import email.utils
 import re
 
-_WS = re.compile(r"\s+")
 _ARXIV_CATEGORY = re.compile(r"^[a-z-]+(\.[A-Za-z-]+)?$")
 
 
 def clean_text(text: str | None) -> str:
     """One line: runs of whitespace (arXiv's hard line breaks included) become one space."""
-    return _WS.sub(" ", text).strip() if text else ""
+    return " ".join(text.split()) if text else ""
 
 
 def latex_to_text(text: str | None) -> str:

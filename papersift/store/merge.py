@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from papersift.ids import normalize_doi, parse_arxiv_id
 from papersift.models import Paper
 
 _EARLIEST = ("submitted", "listed")
@@ -50,3 +51,18 @@ def merge_papers(existing: Paper, incoming: Paper) -> Paper:
 def same_content(a: Paper, b: Paper) -> bool:
     """True when storing `b` over `a` would change nothing (row ids aside)."""
     return dataclasses.replace(a, id=None) == dataclasses.replace(b, id=None)
+
+
+def normalize_identifiers(paper: Paper) -> Paper:
+    """The paper with its arXiv id versionless (the version moved to `version`) and its DOI normalized."""
+    arxiv_id, version, doi = paper.arxiv_id, paper.version, paper.doi
+    if arxiv_id:
+        parsed = parse_arxiv_id(arxiv_id)
+        if parsed:
+            arxiv_id = parsed[0]
+            version = max(v for v in (version, parsed[1], 0) if v is not None) or version
+    if doi:
+        doi = normalize_doi(doi) or doi.strip().lower()
+    if (arxiv_id, version, doi) == (paper.arxiv_id, paper.version, paper.doi):
+        return paper
+    return dataclasses.replace(paper, arxiv_id=arxiv_id, version=version, doi=doi)

@@ -3,10 +3,10 @@
 
 CREATE TABLE papers (
     id               INTEGER PRIMARY KEY,
-    arxiv_id         TEXT UNIQUE,              -- without version
+    arxiv_id         TEXT,                     -- without version; unique where set
     version          INTEGER,                  -- latest version seen
-    doi              TEXT UNIQUE,              -- lower case, no resolver prefix
-    title_key        TEXT NOT NULL,            -- folded title | first author's family name
+    doi              TEXT,                     -- lower case, no resolver prefix; unique where set
+    title_key        TEXT NOT NULL,            -- hash of folded title | first author's family name
     title            TEXT NOT NULL,
     abstract         TEXT NOT NULL DEFAULT '',
     authors          TEXT NOT NULL DEFAULT '[]',  -- JSON array in order (paper_authors has the same, indexed)
@@ -25,31 +25,33 @@ CREATE TABLE papers (
     added_at         TEXT NOT NULL,
     changed_at       TEXT NOT NULL
 );
+-- partial unique indexes: ACM papers have no arXiv id and most arXiv papers no DOI
+CREATE UNIQUE INDEX papers_arxiv_id ON papers (arxiv_id) WHERE arxiv_id IS NOT NULL;
+CREATE UNIQUE INDEX papers_doi ON papers (doi) WHERE doi IS NOT NULL;
 CREATE INDEX papers_title_key ON papers (title_key);
 CREATE INDEX papers_listed ON papers (listed);
 CREATE INDEX papers_primary_listed ON papers (primary_category, listed);
-CREATE INDEX papers_changed ON papers (changed_at);
 
 CREATE TABLE authors (
     id   INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE
 );
 
+-- Derived from papers.authors / papers.categories for author and category pages. One b-tree each,
+-- keyed for lookup; the store deletes a paper's rows by its old authors/categories, so no second index.
 CREATE TABLE paper_authors (
+    author_id INTEGER NOT NULL REFERENCES authors (id),
     paper_id  INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
     position  INTEGER NOT NULL,
-    author_id INTEGER NOT NULL REFERENCES authors (id),
-    PRIMARY KEY (paper_id, position)
+    PRIMARY KEY (author_id, paper_id, position)
 ) WITHOUT ROWID;
-CREATE INDEX paper_authors_author ON paper_authors (author_id);
 
 CREATE TABLE paper_categories (
-    paper_id INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
     category TEXT NOT NULL,
+    paper_id INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
     position INTEGER NOT NULL,
-    PRIMARY KEY (paper_id, category)
+    PRIMARY KEY (category, paper_id)
 ) WITHOUT ROWID;
-CREATE INDEX paper_categories_category ON paper_categories (category, paper_id);
 
 CREATE TABLE users (
     id            INTEGER PRIMARY KEY,

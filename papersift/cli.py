@@ -1,0 +1,249 @@
+"""The `papersift` command: parse arguments, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Sequence
+
+from papersift import __version__
+from papersift.errors import PapersiftError
+from papersift.settings import load_settings
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _command(sub, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {example}",
+                          formatter_class=_Formatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from papersift.ingest import all_sources
+
+    parser = argparse.ArgumentParser(
+        prog="papersift", formatter_class=_Formatter,
+        description="Self-hosted research-paper discovery: ingest papers, keep a catalog, search and rank them.",
+        epilog="example:\n  papersift demo            # catalog + bundled sample of real papers\n"
+               "  papersift ingest arxiv-daily ../shared/data/arxiv-daily/arxiv_papers.jsonl.gz",
+    )
+    parser.add_argument("--version", action="version", version=f"papersift {__version__}")
+    parser.add_argument("--data-dir", help="folder for the catalog and indexes (PAPERSIFT_DATA_DIR)")
+    parser.add_argument("--database-url", help="catalog path or URL (PAPERSIFT_DATABASE_URL)")
+    parser.add_argument("--config", dest="config_file", help="settings file (default papersift.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    _command(sub, "init", "Create the catalog, or upgrade its schema.", "papersift init")
+
+    p = _command(sub, "ingest", "Add papers from a source to the catalog (idempotent; resumes after a crash).",
+                 "papersift ingest arxiv-daily ../shared/data/arxiv-daily/arxiv_papers.jsonl.gz")
+    p.add_argument("--batch-size", type=int, help="papers per transaction (default 1000)")
+    sources = p.add_subparsers(dest="source", metavar="SOURCE")
+    sources.required = True
+    for spec in all_sources().values():
+        sp = _command(sources, spec.name, spec.help, spec.example)
+        sp.add_argument("target", nargs=None if spec.target_required else "?", default="",
+                        help=spec.target_help)
+        for opt, opt_help in spec.options:
+            sp.add_argument(f"--{opt}", dest=f"opt_{opt}", help=opt_help)
+        sp.add_argument("--fresh", action="store_true", help="ignore a saved resume point and start over")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = _command(sub, "stats", "Show what the catalog holds.", "papersift stats --json")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _command(sub, "show", "Show one paper by arXiv id, arXiv URL or DOI.", "papersift show 2506.12345")
+    p.add_argument("ref", help="arXiv id (any form: 2401.01234v2, arXiv:…, abs/pdf URL, hep-th/9901001) or DOI")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _command(sub, "config", "Show settings and where each value comes from.", "papersift config show")
+    p.add_argument("action", choices=["show"], help="show")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _command(sub, "demo", "Create the catalog and load the bundled sample of real recent arXiv papers.",
+                 "papersift demo")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _settings(args):
+    return load_settings({"data_dir": args.data_dir, "database_url": args.database_url,
+                          "config_file": args.config_file,
+                          "batch_size": getattr(args, "batch_size", None)})
+
+
+def _open_store(settings, migrate: bool = True):
+    from papersift.store import open_store
+
+    return open_store(settings.resolved_database_url, migrate=migrate)
+
+
+def _progress_ingest(store, spec, target: str, settings, opts: dict, fresh: bool, quiet: bool):
+    from tqdm import tqdm
+
+    from papersift.ingest.runner import run_source
+
+    bar = tqdm(desc=f"ingest {spec.name}", unit=" records", disable=quiet or None, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def progress(report):
+        bar.update(report.seen - bar.n)
+        bar.set_postfix(added=report.added, skipped=report.skipped, refresh=False)
+
+    try:
+        return run_source(store, spec, target, settings, opts=opts, fresh=fresh, on_progress=progress)
+    finally:
+        bar.close()
+
+
+def _print_report(report) -> None:
+    print(report.summary())
+    if report.problems:
+        print(f"{report.skipped:,} record(s) skipped:", file=sys.stderr)
+        for problem in report.problems[:10]:
+            print(f"  {problem}", file=sys.stderr)
+        if report.skipped > 10:
+            print(f"  … and {report.skipped - 10:,} more (`papersift stats` keeps the first 100)", file=sys.stderr)
+
+
+def cmd_init(args) -> int:
+    settings = _settings(args)
+    store = _open_store(settings, migrate=False)
+    applied = store.migrate()
+    state = f"applied {', '.join(applied)}" if applied else "already up to date"
+    print(f"catalog {store.url} (schema {store.schema_version()}): {state}")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from papersift.ingest import get_source
+
+    settings = _settings(args)
+    spec = get_source(args.source)
+    opts = {name: getattr(args, f"opt_{name}") for name, _ in spec.options}
+    store = _open_store(settings)
+    report = _progress_ingest(store, spec, args.target, settings, opts, args.fresh, args.quiet)
+    _print_report(report)
+    return 0
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_stats(args) -> int:
+    settings = _settings(args)
+    stats = _open_store(settings, migrate=False).stats()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(stats), indent=2))
+        return 0
+    print(f"catalog       {settings.resolved_database_url} (schema {stats.schema_version}, "
+          f"{_human_size(stats.size_bytes)})")
+    print(f"papers        {stats.papers:,}")
+    if stats.first_listed:
+        print(f"listed        {stats.first_listed} … {stats.last_listed}")
+    print(f"authors       {stats.authors:,}")
+    print(f"readers       {stats.users:,} ({stats.interactions:,} interactions, {stats.collections:,} collections, "
+          f"{stats.subscriptions:,} subscriptions)")
+    if stats.by_category:
+        print("top categories " + ", ".join(f"{c} {n:,}" for c, n in stats.by_category))
+    if stats.by_source:
+        print("by source     " + ", ".join(f"{s or '?'} {n:,}" for s, n in stats.by_source))
+    for run in stats.last_runs[:3]:
+        print(f"last ingest   {run['started_at']} {run['source']} {run['target']}: {run['status']}, "
+              f"{run['added']:,} added, {run['updated']:,} updated, {run['skipped']:,} skipped")
+    return 0
+
+
+def _paper_json(paper) -> dict:
+    d = dataclasses.asdict(paper)
+    for k in ("submitted", "updated", "listed"):
+        d[k] = d[k].isoformat() if d[k] else None
+    d["ref"] = paper.ref
+    d["abs_url"], d["pdf_url"] = paper.abs_url, paper.pdf_url
+    d.pop("raw", None)
+    return d
+
+
+def cmd_show(args) -> int:
+    settings = _settings(args)
+    paper = _open_store(settings, migrate=False).get_paper(args.ref)
+    if args.json:
+        print(json.dumps(_paper_json(paper), indent=2, ensure_ascii=False))
+        return 0
+    print(paper.title)
+    print(", ".join(paper.authors))
+    ident = [f"arXiv:{paper.arxiv_id}v{paper.version}" if paper.version else f"arXiv:{paper.arxiv_id}"] \
+        if paper.arxiv_id else []
+    if paper.doi:
+        ident.append(f"doi:{paper.doi}")
+    print("  ".join(ident + [" ".join(paper.categories)]))
+    dates = [f"{k} {v}" for k, v in (("submitted", paper.submitted), ("updated", paper.updated),
+                                      ("listed", paper.listed)) if v]
+    if dates:
+        print("  ".join(dates))
+    if paper.withdrawn:
+        print("WITHDRAWN")
+    if paper.abs_url:
+        print(paper.abs_url)
+    print()
+    print(paper.abstract)
+    return 0
+
+
+def cmd_config(args) -> int:
+    settings = _settings(args)
+    rows = settings.show()
+    if args.json:
+        print(json.dumps([dict(zip(("name", "value", "origin", "help"), r)) for r in rows], indent=2))
+        return 0
+    width = max(len(r[0]) for r in rows)
+    for name, value, origin, _help in rows:
+        print(f"{name:<{width}}  {value}  ({origin})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from papersift.ingest import get_source
+
+    settings = _settings(args)
+    store = _open_store(settings)
+    report = _progress_ingest(store, get_source("sample"), "", settings, {}, False, args.quiet)
+    _print_report(report)
+    print()
+    args.json = False
+    return cmd_stats(args)
+
+
+COMMANDS = {"init": cmd_init, "ingest": cmd_ingest, "stats": cmd_stats, "show": cmd_show,
+            "config": cmd_config, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except PapersiftError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished batch is saved; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The Store contract: every backend must pass these. Add a backend to BACKENDS to run it here."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+
+import pytest
+
+from papersift.errors import BadInput, Conflict, NotFound, StoreError
+from papersift.models import Paper
+from papersift.store import open_store
+
+
+def _sqlite(tmp_path):
+    return open_store(str(tmp_path / "contract.db"), migrate=True)
+
+
+BACKENDS = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def db(request, tmp_path):
+    store = BACKENDS[request.param](tmp_path)
+    yield store
+    store.close()
+
+
+def paper(n: int = 1, **kw) -> Paper:
+    base = dict(
+        arxiv_id=f"2401.{n:05d}", version=1, title=f"Paper number {n}", abstract=f"Abstract {n}.",
+        authors=(f"Ada Lovelace{n}", "Alan Turing"), categories=("cs.CL", "cs.AI"),
+        submitted=dt.date(2024, 1, 2), updated=dt.date(2024, 1, 2), listed=dt.date(2024, 1, 3), source="test",
+    )
+    base.update(kw)
+    return Paper(**base)
+
+
+def test_migrate_is_idempotent_and_versioned(db):
+    version = db.schema_version()
+    assert version >= 1
+    assert db.migrate() == []
+    assert db.schema_version() == version
+
+
+def test_upsert_then_read_back_every_field(db):
+    p = paper(1, doi="10.1000/xyz1", links={"code": "https://github.com/x/y"}, comment="12 pages",
+              journal_ref="J. Test 1", signals={"hf_upvotes": 3}, raw='{"a": 1}')
+    result = db.upsert_papers([p])
+    assert (result.added, result.updated, result.unchanged) == (1, 0, 0)
+    got = db.get_paper("2401.00001")
+    assert got.id is not None
+    assert dataclasses.replace(got, id=None) == p
+
+
+def test_reingest_adds_nothing(db):
+    papers = [paper(n) for n in range(1, 51)]
+    assert db.upsert_papers(papers).added == 50
+    again = db.upsert_papers(papers)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 50)
+    assert db.count_papers() == 50
+
+
+def test_new_version_wins_and_keeps_v1_date(db):
+    db.upsert_papers([paper(1)])
+    v2 = paper(1, version=2, title="Paper number 1, revised", abstract="Better.",
+               submitted=dt.date(2024, 2, 1), updated=dt.date(2024, 2, 1), listed=None, categories=())
+    assert db.upsert_papers([v2]).updated == 1
+    got = db.get_paper("arXiv:2401.00001v1")
+    assert (got.version, got.title, got.abstract) == (2, "Paper number 1, revised", "Better.")
+    assert got.submitted == dt.date(2024, 1, 2)  # the earliest (v1) date is kept
+    assert got.listed == dt.date(2024, 1, 3)
+    assert got.categories == ("cs.CL", "cs.AI")  # not wiped by a record that lacks them
+    # an older version arriving late changes nothing
+    assert db.upsert_papers([paper(1)]).unchanged == 1
+    assert db.get_paper("2401.00001").title == "Paper number 1, revised"
+
+
+def test_same_paper_by_doi_then_title_is_one_row(db):
+    # from a BibTeX library: DOI only
+    db.upsert_papers([Paper(title="Deep Nets", doi="10.1145/123.456", authors=("Grace Hopper",), source="bibtex")])
+    # the arXiv record with the same DOI merges into it
+    db.upsert_papers([paper(7, title="Deep Nets", doi="10.1145/123.456", authors=("Grace Hopper",))])
+    assert db.count_papers() == 1
+    assert db.get_paper("10.1145/123.456").arxiv_id == "2401.00007"
+    # no identifiers at all: title + first author, folded (case, accents, punctuation)
+    db.upsert_papers([Paper(title="Über Graphs!", authors=("Émile Noether",), source="ris")])
+    db.upsert_papers([Paper(title="uber graphs", authors=("E. Noether",), source="bibtex", abstract="x")])
+    assert db.count_papers() == 2
+    # but a different arXiv id with the same title is a different paper
+    db.upsert_papers([paper(8, title="Deep Nets", authors=("Grace Hopper",))])
+    assert db.count_papers() == 3
+
+
+def test_duplicates_inside_one_batch(db):
+    result = db.upsert_papers([paper(1), paper(1, version=2, title="v2"), paper(2)])
+    assert result.added == 2
+    assert db.count_papers() == 2
+    assert db.get_paper("2401.00001").title == "v2"
+
+
+def test_identifier_forms_resolve(db):
+    db.upsert_papers([paper(1, doi="10.1000/ABC")])
+    db.upsert_papers([Paper(title="Old", arxiv_id="hep-th/9901001", source="t")])
+    for ref in ("2401.00001", "2401.00001v3", "arXiv:2401.00001", "https://arxiv.org/abs/2401.00001v1",
+                "https://arxiv.org/pdf/2401.00001v1.pdf", "10.1000/abc", "doi:10.1000/abc",
+                "https://doi.org/10.1000/ABC"):
+        assert db.get_paper(ref).arxiv_id == "2401.00001", ref
+    assert db.get_paper("hep-th/9901001v2").title == "Old"
+    with pytest.raises(NotFound):
+        db.get_paper("2401.99999")
+    with pytest.raises(BadInput):
+        db.get_paper("not an id")
+
+
+def test_checkpoint_commits_with_its_batch(db):
+    db.upsert_papers([paper(1)], checkpoint=("file:x", "1"))
+    assert db.get_checkpoint("file:x") == "1"
+    db.clear_checkpoint("file:x")
+    assert db.get_checkpoint("file:x") is None
+
+
+def test_failed_batch_leaves_nothing_behind(db):
+    bad = paper(2, title=None)  # violates NOT NULL on title: the whole batch must roll back
+    with pytest.raises(Exception):
+        db.upsert_papers([paper(1), bad], checkpoint=("file:y", "2"))
+    assert db.count_papers() == 0
+    assert db.get_checkpoint("file:y") is None
+
+
+def test_listing_and_author_queries(db):
+    db.upsert_papers([paper(n, listed=dt.date(2024, 1, n)) for n in range(1, 6)])
+    got = db.papers_listed(dt.date(2024, 1, 2), dt.date(2024, 1, 4))
+    assert [p.arxiv_id for p in got] == ["2401.00004", "2401.00003", "2401.00002"]
+    assert len(db.papers_listed(dt.date(2024, 1, 1), dt.date(2024, 1, 31), category="cs.AI")) == 5
+    assert db.papers_listed(dt.date(2024, 1, 1), dt.date(2024, 1, 31), category="math.AG") == []
+    assert [p.arxiv_id for p in db.papers_by_author("Ada Lovelace3")] == ["2401.00003"]
+    assert len(db.papers_by_author("Alan Turing")) == 5
+    ids = [p.id for p in db.iter_papers()]
+    assert len(ids) == 5 and ids == sorted(ids)
+    assert [p.id for p in db.get_papers(ids[::-1])] == ids[::-1]
+
+
+def test_users_interactions_are_states_and_views_are_events(db):
+    db.upsert_papers([paper(1), paper(2)])
+    p1 = db.get_paper("2401.00001").id
+    ada = db.create_user("ada", "ada@example.org", "hash")
+    with pytest.raises(Conflict):
+        db.create_user("ADA")
+    assert db.get_user("ada@example.org").id == ada.id
+    assert db.add_interaction(ada.id, p1, "upvote") is True
+    assert db.add_interaction(ada.id, p1, "upvote") is False  # repeating a vote does not count twice
+    db.add_interaction(ada.id, p1, "view")
+    db.add_interaction(ada.id, p1, "view")
+    assert db.interaction_counts(p1) == {"upvote": 1, "save": 0, "view": 2, "dismiss": 0}
+    with pytest.raises(BadInput):
+        db.add_interaction(ada.id, p1, "like")
+    with pytest.raises(NotFound):
+        db.add_interaction(ada.id, 999999, "save")
+    assert db.remove_interaction(ada.id, p1, "upvote") is True
+    assert db.interaction_counts(p1)["upvote"] == 0
+    assert [k for _, _, k, _ in db.interactions(user_id=ada.id)] == ["view", "view"]
+    db.delete_user(ada.id)
+    assert db.interactions() == []
+    with pytest.raises(NotFound):
+        db.get_user(ada.id)
+
+
+def test_collections_are_private(db):
+    db.upsert_papers([paper(1)])
+    pid = db.get_paper("2401.00001").id
+    ada, bob = db.create_user("ada"), db.create_user("bob")
+    c = db.create_collection(ada.id, "to read")
+    with pytest.raises(Conflict):
+        db.create_collection(ada.id, "to read")
+    assert db.add_to_collection(ada.id, c, pid) is True
+    assert db.add_to_collection(ada.id, c, pid) is False
+    assert [p.id for p in db.collection_papers(ada.id, c)] == [pid]
+    assert db.collections(ada.id)[0]["size"] == 1
+    for attempt in (lambda: db.collection_papers(bob.id, c), lambda: db.add_to_collection(bob.id, c, pid),
+                    lambda: db.remove_from_collection(bob.id, c, pid), lambda: db.delete_collection(bob.id, c)):
+        with pytest.raises(NotFound):
+            attempt()
+    assert db.collections(bob.id) == []
+    db.delete_collection(ada.id, c)
+    assert db.collections(ada.id) == []
+
+
+def test_subscriptions(db):
+    s = db.upsert_subscription("ada@example.org", "daily", ["cs.CL"])
+    assert (s.status, s.categories) == ("pending", ("cs.CL",))
+    db.set_subscription_status("ada@example.org", "active")
+    s = db.upsert_subscription("ada@example.org", "weekly", ["cs.CL", "cs.IR"])
+    assert (s.status, s.frequency, s.confirmed_at is not None) == ("active", "weekly", True)
+    assert [x.email for x in db.subscriptions("active")] == ["ada@example.org"]
+    with pytest.raises(BadInput):
+        db.upsert_subscription("nobody", "daily")
+    with pytest.raises(NotFound):
+        db.set_subscription_status("ghost@example.org", "active")
+
+
+def test_stats_and_missing_catalog(db, tmp_path):
+    db.upsert_papers([paper(1), paper(2, categories=("math.AG",))])
+    s = db.stats()
+    assert s.papers == 2 and s.authors == 3
+    assert dict(s.by_category) == {"cs.CL": 1, "math.AG": 1}
+    empty = open_store(str(tmp_path / "empty.db"))
+    with pytest.raises(StoreError):
+        empty.stats()
+
+
+def test_concurrent_writers_lose_nothing(db):
+    """Four threads upserting overlapping batches: every paper once, none lost."""
+    errors = []
+
+    def work(offset):
+        try:
+            for start in range(0, 200, 20):
+                db.upsert_papers([paper(n) for n in range(start + offset, start + offset + 30)])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k * 5,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert db.count_papers() == len({n for k in range(4) for s in range(0, 200, 20)
+                                     for n in range(s + k * 5, s + k * 5 + 30)})
