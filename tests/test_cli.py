@@ -1,0 +1,114 @@
+"""The `papersift` command: each command end to end, help with examples, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from papersift.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOADS = ROOT.parent / "shared" / "data" / "payloads"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("PAPERSIFT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PAPERSIFT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PAPERSIFT_CONFIG_FILE", str(tmp_path / "papersift.toml"))
+    return tmp_path
+
+
+def run(*args) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it."""
+    return subprocess.run(["papersift", *args] if _script() else [sys.executable, "-m", "papersift.cli", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _script() -> bool:
+    return (Path(sys.executable).parent / "papersift").exists()
+
+
+def test_every_command_has_help_with_an_example():
+    parser = build_parser()
+    subparsers = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"][0]
+    for name, sub in subparsers.choices.items():
+        assert "example:" in sub.format_help(), name
+        if name == "ingest":
+            sources = [a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction"][0]
+            for source, sp in sources.choices.items():
+                text = sp.format_help()
+                assert re.search(r"example:\s+papersift ingest " + re.escape(source), text), source
+
+
+def test_demo_stats_show_config(env, capsys):
+    assert main(["demo", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "sample" in out and "3,467 added" in out
+    assert main(["stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["papers"] == 3467
+    assert stats["last_listed"] == "2026-07-01"
+    # a paper from the bundled sample, by id and by URL
+    assert main(["show", "https://arxiv.org/abs/2606.32040v2", "--json"]) == 0
+    paper = json.loads(capsys.readouterr().out)
+    assert paper["title"] == "FaceMoE: Mixture of Experts for Low-Resolution Face Recognition"
+    assert main(["show", "2606.32040"]) == 0
+    assert "FaceMoE" in capsys.readouterr().out
+    # demo again: idempotent
+    assert main(["demo", "--quiet"]) == 0
+    assert "0 added" in capsys.readouterr().out
+
+
+def test_config_show_masks_secrets_and_says_where_values_come_from(env, capsys, monkeypatch):
+    monkeypatch.setenv("PAPERSIFT_SECRET_KEY", "hunter2-very-secret")
+    (env / "papersift.toml").write_text("http_delay = 5\n")
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "****" in out
+    assert re.search(r"http_delay\s+5\.0\s+\(file ", out)
+    assert re.search(r"data_dir\s+\S+\s+\(env PAPERSIFT_DATA_DIR\)", out)
+
+
+def test_errors_are_messages_with_hints_not_tracebacks(env):
+    missing = run("ingest", "arxiv-daily", str(env / "nope.jsonl.gz"))
+    assert missing.returncode == 1
+    assert "error: no such file" in missing.stderr and "hint:" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    unknown = run("show", "2401.99999")
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert run("init").returncode == 0
+    unknown = run("show", "2401.99999")
+    assert unknown.returncode == 1 and "no paper" in unknown.stderr
+    garbage = run("show", "not-an-id")
+    assert garbage.returncode == 1 and "hint:" in garbage.stderr
+    bad_config = env / "papersift.toml"
+    bad_config.write_text("batch_size = [")
+    broken = run("stats")
+    assert broken.returncode == 1 and "not valid TOML" in broken.stderr
+
+
+def test_ingest_reports_skipped_records_on_stderr(env):
+    path = env / "broken.jsonl"
+    path.write_text('{"id": "2501.00001", "title": "Fine", "first_listed": "2025-01-02"}\nnot json\n')
+    result = run("ingest", "arxiv-daily", str(path), "--quiet")
+    assert result.returncode == 0
+    assert "1 added" in result.stdout and "1 skipped" in result.stdout
+    assert "line 2: not JSON" in result.stderr
+
+
+def test_ingest_a_real_payload_file(env):
+    result = run("ingest", "kaggle", str(PAYLOADS / "kaggle-arxiv-snapshot" / "arxiv-metadata-oai-snapshot-head200.jsonl"),
+                 "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "200 added" in result.stdout
+    shown = run("show", "0704.0001", "--json")
+    assert json.loads(shown.stdout)["doi"] == "10.1103/physrevd.76.013009"
