@@ -197,6 +197,8 @@ class SQLiteStore:
             before: dict[int, Paper] = {}  # the stored state of each touched paper
             inserted: dict[int, Paper] = {}
             next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM papers").fetchone()[0]
+            # the write lock is held: this batch's sequence number is above every committed one
+            seq = conn.execute("SELECT coalesce(max(change_seq), 0) + 1 FROM papers").fetchone()[0]
             for paper in papers:
                 row = self._pick_match(paper, existing, touched)
                 if row is None:
@@ -220,13 +222,13 @@ class SQLiteStore:
                     touched[row.id] = merged
                     before.setdefault(row.id, row)
                 self._index_match(existing, merged)
-            self._insert_papers(conn, list(inserted.values()))
+            self._insert_papers(conn, list(inserted.values()), seq)
             for paper_id, paper in touched.items():
                 conn.execute(
                     "UPDATE papers SET arxiv_id=?, version=?, doi=?, title_key=?, title=?, abstract=?, authors=?, "
                     "categories=?, primary_category=?, submitted=?, updated=?, listed=?, source=?, links=?, "
-                    "comment=?, journal_ref=?, withdrawn=?, signals=?, raw=?, changed_at=? WHERE id=?",
-                    (*_paper_values(paper), _now(), paper_id),
+                    "comment=?, journal_ref=?, withdrawn=?, signals=?, raw=?, changed_at=?, change_seq=? WHERE id=?",
+                    (*_paper_values(paper), _now(), seq, paper_id),
                 )
                 result.updated += 1
             self._write_authors_categories(conn, {**inserted, **touched}, before)
@@ -295,12 +297,13 @@ class SQLiteStore:
                 merged = dataclasses.replace(merged, arxiv_id=row.arxiv_id)
         return merged
 
-    def _insert_papers(self, conn: sqlite3.Connection, papers: list[Paper]) -> None:
+    def _insert_papers(self, conn: sqlite3.Connection, papers: list[Paper], seq: int) -> None:
         sql = ("INSERT INTO papers (id, arxiv_id, version, doi, title_key, title, abstract, authors, categories, "
                "primary_category, submitted, updated, listed, source, links, comment, journal_ref, withdrawn, "
-               "signals, raw, added_at, changed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+               "signals, raw, added_at, changed_at, change_seq) "
+               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
         now = _now()
-        rows = [(p.id, *_paper_values(p), now, now) for p in papers]
+        rows = [(p.id, *_paper_values(p), now, now, seq) for p in papers]
         try:
             conn.executemany(sql, rows)
         except sqlite3.IntegrityError:

@@ -23,13 +23,15 @@ CREATE TABLE papers (
     signals          TEXT NOT NULL DEFAULT '{}',
     raw              TEXT,
     added_at         TEXT NOT NULL,
-    changed_at       TEXT NOT NULL
+    changed_at       TEXT NOT NULL,
+    change_seq       INTEGER NOT NULL           -- grows with every write batch: indexes sync on it
 );
 -- partial unique indexes: ACM papers have no arXiv id and most arXiv papers no DOI
 CREATE UNIQUE INDEX papers_arxiv_id ON papers (arxiv_id) WHERE arxiv_id IS NOT NULL;
 CREATE UNIQUE INDEX papers_doi ON papers (doi) WHERE doi IS NOT NULL;
 CREATE INDEX papers_title_key ON papers (title_key);
 CREATE INDEX papers_listed ON papers (listed);
+CREATE INDEX papers_change_seq ON papers (change_seq);
 CREATE INDEX papers_primary_listed ON papers (primary_category, listed);
 
 CREATE TABLE authors (
