@@ -40,6 +40,10 @@ def parse_arxiv_id(text: str | None) -> tuple[str, int | None] | None:
         return None
     version = int(m.group("v")) if m.group("v") else None
     if m.group("new"):
+        yymm, number = m.group("new").split(".")
+        # four-digit numbers until 1412, five from 1501 on: "2401.0001" is not an id
+        if len(number) != (5 if yymm >= "1501" else 4) or not "01" <= yymm[2:] <= "12":
+            return None
         return m.group("new"), version
     return f"{m.group('arch')}/{m.group('num')}", version
 

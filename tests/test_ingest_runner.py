@@ -20,7 +20,6 @@ from papersift.ingest import get_source
 from papersift.ingest.base import Checkpoint
 from papersift.ingest.runner import ingest_records, run_source
 from papersift.models import Paper, Problem
-from papersift.store import open_store
 
 ARXIV_DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-daily" / "arxiv_papers.jsonl.gz"
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 import functools
 import hashlib
-import datetime as dt
 import json
 import os
 import sqlite3
@@ -190,6 +190,9 @@ class SQLiteStore:
     def upsert_papers(self, papers: Sequence[Paper], checkpoint: tuple[str, str] | None = None) -> UpsertResult:
         """Insert or merge a batch of papers in one transaction (with the checkpoint, if given)."""
         result = UpsertResult()
+        for p in papers:
+            if not p.title:
+                raise BadInput(f"a paper needs a title: {p.arxiv_id or p.doi or p!r}")
         papers = [normalize_identifiers(p) for p in papers]
         with self._tx() as conn:
             existing = self._match_existing(conn, papers)
