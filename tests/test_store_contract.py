@@ -229,3 +229,59 @@ def test_concurrent_writers_lose_nothing(db):
     assert not errors
     assert db.count_papers() == len({n for k in range(4) for s in range(0, 200, 20)
                                      for n in range(s + k * 5, s + k * 5 + 30)})
+
+
+def test_fulltext_sync_search_filters_and_hostile_queries(db):
+    from papersift.store.fulltext import Filters
+
+    db.upsert_papers([
+        paper(1, title="Attention is all you need", abstract="The dominant sequence transduction models.",
+              authors=("Ashish Vaswani",), listed=dt.date(2024, 1, 1)),
+        paper(2, title="Denoising diffusion probabilistic models", abstract="High quality image synthesis.",
+              authors=("Jonathan Ho",), categories=("cs.LG",), listed=dt.date(2024, 2, 1)),
+        paper(3, title="Optimisation of transformers", abstract="We optimize attention layers.",
+              authors=("Ada Smith",), listed=dt.date(2024, 3, 1)),
+    ])
+    assert db.sync_fulltext() == 3
+    assert db.sync_fulltext() == 0  # nothing changed since
+    ids = {db.get_paper(f"2401.{n:05d}").id: n for n in (1, 2, 3)}
+    first = [ids[i] for i, _ in db.search_fulltext("attention")]
+    assert first[0] == 1  # the title match outranks the abstract match
+    assert set(first) == {1, 3}
+    assert [ids[i] for i, _ in db.search_fulltext("optimise")] == [3]  # stemming: optimise ~ optimisation
+    assert [ids[i] for i, _ in db.search_fulltext('"probabilistic models"')] == [2]
+    assert [ids[i] for i, _ in db.search_fulltext("diffus*")] == [2]
+    assert [ids[i] for i, _ in db.search_fulltext("vaswani")] == [1]
+    assert [ids[i] for i, _ in db.search_fulltext("attention", filters=Filters(since=dt.date(2024, 2, 1)))] == [3]
+    assert [ids[i] for i, _ in db.search_fulltext("models", filters=Filters(category="cs.LG"))] == [2]
+    assert [ids[i] for i, _ in db.search_fulltext("attention", filters=Filters(author="ada smith"))] == [3]
+    for hostile in ['"', "NEAR(", "*", "AND", "OR NOT", "'; DROP TABLE papers; --", "x" * 10_000, "(((", "ünïcödé ∑"]:
+        db.search_fulltext(hostile)  # answered, never an error
+    assert db.count_papers() == 3
+    # an update reaches the index on the next sync
+    db.upsert_papers([paper(2, version=2, title="Denoising diffusion models, revised", abstract="Zebras.")])
+    assert db.sync_fulltext() == 1
+    assert [ids[i] for i, _ in db.search_fulltext("zebras")] == [2]
+    assert db.search_fulltext("synthesis") == []
+
+
+def test_embeddings_are_per_model_and_only_changed_papers_are_re_embedded(db):
+    import numpy as np
+
+    db.upsert_papers([paper(n) for n in range(1, 6)])
+    todo = db.papers_to_embed("m1")
+    assert len(todo) == 5
+    vecs = np.eye(5, 4, dtype=np.float32)
+    db.save_embeddings("m1", [(pid, seq) for pid, seq, _, _ in todo[:3]], vecs[:3])
+    assert [t[0] for t in db.papers_to_embed("m1")] == [t[0] for t in todo[3:]]  # resumes with the rest
+    db.save_embeddings("m1", [(pid, seq) for pid, seq, _, _ in todo[3:]], vecs[3:])
+    assert db.papers_to_embed("m1") == []
+    assert len(db.papers_to_embed("m2")) == 5  # another model never sees m1's vectors
+    db.upsert_papers([paper(2, version=2, abstract="changed")])
+    assert [t[0] for t in db.papers_to_embed("m1")] == [db.get_paper("2401.00002").id]
+    ids, matrix = db.load_embeddings("m1", 4)
+    assert ids.tolist() == sorted(t[0] for t in todo) and np.array_equal(matrix, vecs[np.argsort([t[0] for t in todo])])
+    assert db.embedding_models() == {"m1": 5}
+    with pytest.raises(BadInput):
+        db.save_embeddings("m1", [(1, 1)], vecs[:2])
+    assert db.delete_embeddings("m1") == 5

@@ -18,10 +18,14 @@ import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
+
 from papersift.errors import BadInput, Conflict, NotFound, StoreError
 from papersift.ids import normalize_doi, parse_arxiv_id, title_key
 from papersift.models import INTERACTION_KINDS, Paper, User
+from papersift.store import fulltext
 from papersift.store.base import Stats, Subscription, UpsertResult
+from papersift.store.fulltext import Filters
 from papersift.store.merge import merge_papers, normalize_identifiers, same_content
 from papersift.store.migrations import load_migrations
 
@@ -636,6 +640,52 @@ class SQLiteStore:
             sql += " WHERE status = ?"
             args = (status,)
         return [self._subscription(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    # -- index support -------------------------------------------------------------------------
+    def sync_fulltext(self) -> int:
+        """Bring the full-text index in step with the catalog; returns the papers (re)indexed."""
+        return fulltext.sync(self.conn)
+
+    def search_fulltext(self, query: str, limit: int = 100, filters: Filters | None = None) -> list[tuple[int, float]]:
+        return fulltext.search(self.conn, query, limit, filters)
+
+    def filtered_ids(self, filters: Filters) -> list[int]:
+        return fulltext.allowed_ids(self.conn, filters)
+
+    def papers_to_embed(self, model: str, limit: int = 1000) -> list[tuple[int, int, str, str]]:
+        """(id, change_seq, title, abstract) of papers with no embedding for `model`, or an outdated one,
+        oldest change first: an interrupted embedding run resumes where it stopped."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT p.id, p.change_seq, p.title, p.abstract FROM papers p LEFT JOIN embeddings e "
+            "ON e.model = ? AND e.paper_id = p.id WHERE e.paper_id IS NULL OR e.seq < p.change_seq "
+            "ORDER BY p.change_seq, p.id LIMIT ?", (model, limit))]
+
+    def save_embeddings(self, model: str, rows: Sequence[tuple[int, int]], vectors: np.ndarray) -> None:
+        """Store vectors for (paper id, change_seq) rows, in one transaction."""
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")
+        if len(rows) != len(vectors):
+            raise BadInput(f"{len(rows)} papers but {len(vectors)} vectors")
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO embeddings VALUES (?, ?, ?, ?) ON CONFLICT (model, paper_id) "
+                "DO UPDATE SET seq = excluded.seq, vector = excluded.vector",
+                [(model, pid, seq, vec.tobytes()) for (pid, seq), vec in zip(rows, vectors)])
+
+    def load_embeddings(self, model: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(paper ids int64 [n], vectors float32 [n, dim]) of every paper embedded with `model`."""
+        rows = self.conn.execute("SELECT paper_id, vector FROM embeddings WHERE model = ? ORDER BY paper_id",
+                                 (model,)).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return ids, np.zeros((0, dim), dtype=np.float32)
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
+        return ids, vectors.astype(np.float32, copy=False)
+
+    def embedding_models(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT model, count(*) FROM embeddings GROUP BY model").fetchall())
+
+    def delete_embeddings(self, model: str) -> int:
+        return self.conn.execute("DELETE FROM embeddings WHERE model = ?", (model,)).rowcount
 
     # -- stats ---------------------------------------------------------------------------------
     def stats(self) -> Stats:
