@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import re
 
 _ARXIV_CATEGORY = re.compile(r"^[a-z-]+(\.[A-Za-z-]+)?$")
@@ -21,13 +22,19 @@ def latex_to_text(text: str | None) -> str:
         return ""
     if "\\" not in text and "{" not in text:
         return clean_text(text)
-    from pylatexenc.latex2text import LatexNodes2Text
-
     try:
-        converted = LatexNodes2Text(math_mode="verbatim", strict_latex_spaces=False).latex_to_text(text)
+        converted = _latex_converter().latex_to_text(text)
     except Exception:  # pylatexenc gives up on some malformed input: keep the text rather than lose it
         converted = text.replace("{", "").replace("}", "")
     return clean_text(converted)
+
+
+@functools.lru_cache(maxsize=1)
+def _latex_converter():
+    # building the converter costs ~150 µs, a quarter of a conversion: make it once
+    from pylatexenc.latex2text import LatexNodes2Text
+
+    return LatexNodes2Text(math_mode="verbatim", strict_latex_spaces=False)
 
 
 def split_arxiv_categories(codes) -> tuple[tuple[str, ...], tuple[str, ...]]:
