@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/ingest.py [--kaggle-lines 1000000] [--out bench/results/ingest.json]
 
-Cases (each in a fresh process, so peak RSS is its own):
+Cases (each in a fresh process; peak RSS = its VmHWM; the parsing child's peak is an upper bound,
+since ru_maxrss of a forked child counts pages shared with its parent):
   arxiv-daily   all 74,728 papers of ../shared/data/arxiv-daily into a fresh SQLite catalog, then again
                 (re-ingest must add 0 rows)
   kaggle-N      a synthetic Kaggle-snapshot file built from the real records (re-keyed ids, real text),
@@ -58,10 +59,10 @@ else:
            "skipped": r.skipped, "papers_in_catalog": store.count_papers()}
 out["seconds"] = time.perf_counter() - t
 out["per_second"] = out["records"] / out["seconds"]
-self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-out["peak_rss_mb"] = round(self_kb / 1024, 1)
-out["peak_rss_parse_child_mb"] = round(child_kb / 1024, 1)
+# VmHWM is this process's own peak since exec (ru_maxrss would include the forking parent's pages)
+hwm_kb = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
+out["peak_rss_mb"] = round(hwm_kb / 1024, 1)
+out["peak_rss_parse_child_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
 print(json.dumps(out))
 """
 

@@ -29,12 +29,9 @@ def env(tmp_path, monkeypatch):
 
 def run(*args) -> subprocess.CompletedProcess:
     """The installed console script, as a user runs it."""
-    return subprocess.run(["papersift", *args] if _script() else [sys.executable, "-m", "papersift.cli", *args],
-                          capture_output=True, text=True, timeout=120)
-
-
-def _script() -> bool:
-    return (Path(sys.executable).parent / "papersift").exists()
+    script = Path(sys.executable).parent / "papersift"
+    cmd = [str(script), *args] if script.exists() else [sys.executable, "-m", "papersift.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 def test_every_command_has_help_with_an_example():
