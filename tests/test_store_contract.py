@@ -285,3 +285,15 @@ def test_embeddings_are_per_model_and_only_changed_papers_are_re_embedded(db):
     with pytest.raises(BadInput):
         db.save_embeddings("m1", [(1, 1)], vecs[:2])
     assert db.delete_embeddings("m1") == 5
+
+
+def test_two_arxiv_papers_sharing_a_doi_in_one_batch(db):
+    """Real snapshots have the same DOI on different arXiv ids: both papers land, the DOI on the first."""
+    batch = [paper(n) for n in range(1, 9)]
+    batch[2] = paper(3, doi="10.1000/shared")
+    batch[6] = paper(7, doi="10.1000/shared")
+    assert db.upsert_papers(batch).added == 8
+    assert db.get_paper("10.1000/shared").arxiv_id == "2401.00003"
+    assert db.get_paper("2401.00007").doi is None
+    again = db.upsert_papers(batch)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 8)

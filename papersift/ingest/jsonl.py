@@ -22,7 +22,7 @@ def _json_lines(lines: Iterable[tuple[int, str | Problem]], source: str) -> Iter
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            yield lineno, Problem(source, f"line {lineno}", f"not JSON: {e.msg} at column {e.colno}")
+            yield lineno, Problem(source, f"line {lineno}", f"not JSON: {e.msg} (column {e.colno})")
             continue
         if not isinstance(obj, dict):
             yield lineno, Problem(source, f"line {lineno}", f"expected a JSON object, got {type(obj).__name__}")

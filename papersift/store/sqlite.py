@@ -218,6 +218,8 @@ class SQLiteStore:
                     result.added += 1
                     continue
                 merged = merge_papers(row, paper)
+                if row.id not in inserted and (merged.doi != row.doi or merged.arxiv_id != row.arxiv_id):
+                    merged = self._drop_conflicting_ids(conn, merged, row)
                 if same_content(row, merged):
                     if row.id not in touched and row.id not in inserted:
                         result.unchanged += 1
@@ -225,7 +227,6 @@ class SQLiteStore:
                 if row.id in inserted:
                     inserted[row.id] = merged
                 else:
-                    merged = self._drop_conflicting_ids(conn, merged, row)
                     touched[row.id] = merged
                     before.setdefault(row.id, row)
                 self._index_match(existing, merged)
@@ -251,13 +252,18 @@ class SQLiteStore:
         """Stored papers that any paper of the batch may be: by arXiv id, DOI or title key."""
         arxiv_ids = list({p.arxiv_id for p in papers if p.arxiv_id})
         dois = list({p.doi for p in papers if p.doi})
-        tkeys = list({_title_key(p) for p in papers})
+        # A paper with an arXiv id can only be a stored paper without one by title (two arXiv ids are two
+        # papers): asking only for those keeps common titles ("Editorial") from loading thousands of rows.
+        keys_with_id = list({_title_key(p) for p in papers if p.arxiv_id})
+        keys_without_id = list({_title_key(p) for p in papers if not p.arxiv_id})
         found: dict[str, Paper] = {}
-        for column, values in (("arxiv_id", arxiv_ids), ("doi", dois), ("title_key", tkeys)):
+        for where, values in (("arxiv_id IN ({})", arxiv_ids), ("doi IN ({})", dois),
+                              ("title_key IN ({}) AND arxiv_id IS NULL", keys_with_id),
+                              ("title_key IN ({})", keys_without_id)):
             for i in range(0, len(values), 900):
                 chunk = values[i:i + 900]
-                marks = ",".join("?" * len(chunk))
-                for row in conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE {column} IN ({marks})", chunk):
+                sql = f"SELECT {_PAPER_COLUMNS} FROM papers WHERE " + where.format(",".join("?" * len(chunk)))
+                for row in conn.execute(sql, chunk):
                     self._index_match(found, _row_to_paper(row))
         return found
 
@@ -311,11 +317,13 @@ class SQLiteStore:
                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
         now = _now()
         rows = [(p.id, *_paper_values(p), now, now, seq) for p in papers]
+        conn.execute("SAVEPOINT bulk")
         try:
             conn.executemany(sql, rows)
         except sqlite3.IntegrityError:
-            # A DOI that a stored paper with another arXiv id already holds: keep both papers, the DOI
-            # on the first. Rare, so the batch is retried row by row only then.
+            # A DOI that another paper (stored, or earlier in this batch) with another arXiv id holds:
+            # keep both papers, the DOI on the first. Rare, so only then is the batch redone row by row.
+            conn.execute("ROLLBACK TO bulk")
             for row in rows:
                 conn.execute("SAVEPOINT one")
                 try:
@@ -324,6 +332,7 @@ class SQLiteStore:
                     conn.execute("ROLLBACK TO one")
                     conn.execute(sql, (*row[:3], None, *row[4:]))
                 conn.execute("RELEASE one")
+        conn.execute("RELEASE bulk")
 
     def _write_authors_categories(self, conn, papers: dict[int, Paper], before: dict[int, Paper]) -> None:
         """The author and category rows of a batch's papers, in bulk; `before` holds the stored state
@@ -671,15 +680,25 @@ class SQLiteStore:
                 "DO UPDATE SET seq = excluded.seq, vector = excluded.vector",
                 [(model, pid, seq, vec.tobytes()) for (pid, seq), vec in zip(rows, vectors)])
 
-    def load_embeddings(self, model: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(paper ids int64 [n], vectors float32 [n, dim]) of every paper embedded with `model`."""
-        rows = self.conn.execute("SELECT paper_id, vector FROM embeddings WHERE model = ? ORDER BY paper_id",
+    def load_embeddings(self, model: str, dim: int, with_seq: bool = False):
+        """(paper ids int64 [n], vectors float32 [n, dim]) of every paper embedded with `model`, by id;
+        with `with_seq`, also the change_seq each vector was computed at."""
+        rows = self.conn.execute("SELECT paper_id, vector, seq FROM embeddings WHERE model = ? ORDER BY paper_id",
                                  (model,)).fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if not rows:
-            return ids, np.zeros((0, dim), dtype=np.float32)
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
-        return ids, vectors.astype(np.float32, copy=False)
+        if rows:
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
+            vectors = vectors.astype(np.float32, copy=False)
+        else:
+            vectors = np.zeros((0, dim), dtype=np.float32)
+        if with_seq:
+            return ids, vectors, np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, vectors
+
+    def paper_embedding(self, model: str, paper_id: int, dim: int) -> np.ndarray | None:
+        row = self.conn.execute("SELECT vector FROM embeddings WHERE model = ? AND paper_id = ?",
+                                (model, paper_id)).fetchone()
+        return np.frombuffer(row[0], dtype="<f4").reshape(dim).astype(np.float32) if row else None
 
     def embedding_models(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT model, count(*) FROM embeddings GROUP BY model").fetchall())
