@@ -38,7 +38,10 @@ def _encode(record: Record) -> tuple:
 def _decode(item: tuple) -> Record:
     kind = item[0]
     if kind == "p":
-        return Paper(*item[1:])
+        # the child built a valid Paper; filling __dict__ skips re-running the dataclass __init__
+        paper = object.__new__(Paper)
+        paper.__dict__.update(zip(_PAPER_FIELDS, item[1:]))
+        return paper
     if kind == "c":
         return Checkpoint(item[1], item[2])
     return Problem(item[1], item[2], item[3])

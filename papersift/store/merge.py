@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 
 from papersift.ids import normalize_doi, parse_arxiv_id
 from papersift.models import Paper
@@ -53,9 +54,16 @@ def same_content(a: Paper, b: Paper) -> bool:
     return dataclasses.replace(a, id=None) == dataclasses.replace(b, id=None)
 
 
+_CANONICAL_ID = re.compile(r"\d{4}\.\d{4,5}")
+_CANONICAL_DOI = re.compile(r"10\.\d{4,9}/[^\sA-Z]+")
+
+
 def normalize_identifiers(paper: Paper) -> Paper:
     """The paper with its arXiv id versionless (the version moved to `version`) and its DOI normalized."""
     arxiv_id, version, doi = paper.arxiv_id, paper.version, paper.doi
+    # parsers hand over canonical ids already: a cheap check spares the full parse on the bulk path
+    if (arxiv_id is None or _CANONICAL_ID.fullmatch(arxiv_id)) and (doi is None or _CANONICAL_DOI.fullmatch(doi)):
+        return paper
     if arxiv_id:
         parsed = parse_arxiv_id(arxiv_id)
         if parsed:

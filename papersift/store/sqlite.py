@@ -6,7 +6,6 @@ so a crash or Ctrl-C leaves the catalog as it was after the last whole batch.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import functools
@@ -73,9 +72,11 @@ def _hashed_title_key(title: str, first_author: str) -> str:
 
 
 def _with_id(paper: Paper, paper_id: int) -> Paper:
-    """`paper` with its row id set (a cheap copy: dataclasses.replace re-validates every field)."""
-    out = copy.copy(paper)
-    object.__setattr__(out, "id", paper_id)
+    """`paper` with its row id set. A frozen dataclass copied through its __dict__: several times cheaper
+    than dataclasses.replace or copy.copy, which matters on the bulk-insert path."""
+    out = object.__new__(Paper)
+    out.__dict__.update(paper.__dict__)
+    out.__dict__["id"] = paper_id
     return out
 
 
@@ -198,23 +199,24 @@ class SQLiteStore:
             if not p.title:
                 raise BadInput(f"a paper needs a title: {p.arxiv_id or p.doi or p!r}")
         papers = [normalize_identifiers(p) for p in papers]
+        keys = [_title_key(p) for p in papers]
         with self._tx() as conn:
-            existing = self._match_existing(conn, papers)
+            existing = self._match_existing(conn, papers, keys)
             touched: dict[int, Paper] = {}
             before: dict[int, Paper] = {}  # the stored state of each touched paper
             inserted: dict[int, Paper] = {}
             next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM papers").fetchone()[0]
             # the write lock is held: this batch's sequence number is above every committed one
             seq = conn.execute("SELECT coalesce(max(change_seq), 0) + 1 FROM papers").fetchone()[0]
-            for paper in papers:
-                row = self._pick_match(paper, existing, touched)
+            for paper, tkey in zip(papers, keys):
+                row = self._pick_match(paper, tkey, existing, touched)
                 if row is None:
                     # ids are handed out here (the transaction holds the write lock) so that the
                     # new rows go in with one executemany at the end
                     paper = _with_id(paper, next_id)
                     next_id += 1
                     inserted[paper.id] = paper
-                    self._index_match(existing, paper)
+                    self._index_match(existing, paper, tkey)
                     result.added += 1
                     continue
                 merged = merge_papers(row, paper)
@@ -248,14 +250,14 @@ class SQLiteStore:
                 )
         return result
 
-    def _match_existing(self, conn: sqlite3.Connection, papers: Sequence[Paper]) -> dict[str, Paper]:
+    def _match_existing(self, conn: sqlite3.Connection, papers: Sequence[Paper], keys: list[str]) -> dict[str, Paper]:
         """Stored papers that any paper of the batch may be: by arXiv id, DOI or title key."""
         arxiv_ids = list({p.arxiv_id for p in papers if p.arxiv_id})
         dois = list({p.doi for p in papers if p.doi})
         # A paper with an arXiv id can only be a stored paper without one by title (two arXiv ids are two
         # papers): asking only for those keeps common titles ("Editorial") from loading thousands of rows.
-        keys_with_id = list({_title_key(p) for p in papers if p.arxiv_id})
-        keys_without_id = list({_title_key(p) for p in papers if not p.arxiv_id})
+        keys_with_id = list({k for p, k in zip(papers, keys) if p.arxiv_id})
+        keys_without_id = list({k for p, k in zip(papers, keys) if not p.arxiv_id})
         found: dict[str, Paper] = {}
         for where, values in (("arxiv_id IN ({})", arxiv_ids), ("doi IN ({})", dois),
                               ("title_key IN ({}) AND arxiv_id IS NULL", keys_with_id),
@@ -268,15 +270,15 @@ class SQLiteStore:
         return found
 
     @staticmethod
-    def _index_match(found: dict[str, Paper], paper: Paper) -> None:
+    def _index_match(found: dict[str, Paper], paper: Paper, tkey: str | None = None) -> None:
         if paper.arxiv_id:
             found["a:" + paper.arxiv_id] = paper
         if paper.doi:
             found["d:" + paper.doi] = paper
-        found.setdefault("t:" + _title_key(paper), paper)
+        found.setdefault("t:" + (tkey or _title_key(paper)), paper)
 
     @staticmethod
-    def _pick_match(paper: Paper, existing: dict[str, Paper], touched: dict[int, Paper]) -> Paper | None:
+    def _pick_match(paper: Paper, tkey: str, existing: dict[str, Paper], touched: dict[int, Paper]) -> Paper | None:
         """The stored paper this one is: same arXiv id; else same DOI; else same title+first author
         where neither identifier contradicts. Returns the latest state within this batch."""
         cand = None
@@ -287,7 +289,7 @@ class SQLiteStore:
             if c is not None and (not c.arxiv_id or not paper.arxiv_id or c.arxiv_id == paper.arxiv_id):
                 cand = c
         if cand is None:
-            c = existing.get("t:" + _title_key(paper))
+            c = existing.get("t:" + tkey)
             if (c is not None and not (paper.arxiv_id and c.arxiv_id and paper.arxiv_id != c.arxiv_id)
                     and not (paper.doi and c.doi and paper.doi != c.doi)):
                 cand = c
