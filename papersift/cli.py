@@ -65,6 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show"], help="show")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = _command(sub, "index", "Bring full text, embeddings and the vector index in step with the catalog "
+                 "(only what changed; resumable).", "papersift index")
+    p.add_argument("--embedder", help="embedder spec (default setting `embedder`, e.g. minilm, minilm-fp32)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = _command(sub, "search", "Search the catalog by words and meaning.",
+                 'papersift search "retrieval augmented generation" --category cs.CL --since 2026-06-01')
+    p.add_argument("query", help="words, \"a phrase\", prefix*, an arXiv id/URL or a DOI")
+    p.add_argument("--category", help="only papers in this category (cross-lists included)")
+    p.add_argument("--since", help="first listed on or after YYYY-MM-DD")
+    p.add_argument("--until", help="first listed on or before YYYY-MM-DD")
+    p.add_argument("--author", help="only papers with this author (exact name)")
+    p.add_argument("--limit", type=int, default=10, help="results (default 10, at most 200)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _command(sub, "related", "Papers related to one paper.", "papersift related 2606.32040 --json")
+    p.add_argument("ref", help="arXiv id, URL or DOI")
+    p.add_argument("--limit", type=int, default=10, help="results (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = _command(sub, "demo", "Create the catalog and load the bundled sample of real recent arXiv papers.",
                  "papersift demo")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -224,7 +245,101 @@ def cmd_demo(args) -> int:
     return cmd_stats(args)
 
 
-COMMANDS = {"init": cmd_init, "ingest": cmd_ingest, "stats": cmd_stats, "show": cmd_show,
+def _search_context(settings, need_index: bool = True):
+    from papersift.index.build import index_folder, model_key
+    from papersift.index.embed import create_embedder
+    from papersift.index.vectors import open_or_none
+
+    store = _open_store(settings)
+    embedder = create_embedder(settings.embedder, settings.resolved_data_dir / "models",
+                               api_key=settings.embedder_api_key)
+    index = open_or_none(index_folder(settings.resolved_data_dir, embedder), expect_model=model_key(embedder))
+    if index is None and need_index:
+        raise PapersiftError("there is no search index yet", hint="run `papersift index` first")
+    return store, embedder, index
+
+
+def cmd_index(args) -> int:
+    from tqdm import tqdm
+
+    from papersift.index.build import build_index
+    from papersift.index.embed import create_embedder
+
+    settings = _settings(args)
+    store = _open_store(settings)
+    embedder = create_embedder(args.embedder or settings.embedder, settings.resolved_data_dir / "models",
+                               api_key=settings.embedder_api_key)
+    bar = tqdm(desc="embed", unit=" papers", disable=args.quiet or None, file=sys.stderr, dynamic_ncols=True)
+    try:
+        report = build_index(store, embedder, settings.resolved_data_dir,
+                             on_progress=lambda done, n: bar.update(n))
+    finally:
+        bar.close()
+    print(report.summary())
+    return 0
+
+
+def _date_arg(value: str | None, name: str):
+    import datetime as dt
+
+    from papersift.errors import BadInput
+
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"--{name} {value!r} is not a date", hint="use YYYY-MM-DD") from None
+
+
+def _print_hits(store, hits, as_json: bool) -> None:
+    papers = {p.ref: p for p in (store.find_paper(h.paper_id) for h in hits) if p is not None}
+    if as_json:
+        print(json.dumps([dict(id=h.paper_id, score=h.score if h.score != float("inf") else None, reason=h.reason,
+                               title=papers[h.paper_id].title, authors=list(papers[h.paper_id].authors),
+                               categories=list(papers[h.paper_id].categories),
+                               listed=(papers[h.paper_id].listed or "") and papers[h.paper_id].listed.isoformat())
+                          for h in hits if h.paper_id in papers], indent=2, ensure_ascii=False))
+        return
+    if not hits:
+        print("no results")
+    for n, h in enumerate(hits, 1):
+        p = papers.get(h.paper_id)
+        if p is None:
+            continue
+        authors = ", ".join(p.authors[:3]) + (" et al." if len(p.authors) > 3 else "")
+        print(f"{n:>3}. {p.title}")
+        print(f"     {h.paper_id}  {p.primary_category or ''}  {p.listed or ''}  {authors}")
+        print(f"     {h.reason}")
+
+
+def cmd_search(args) -> int:
+    from papersift.rank.search import Searcher
+    from papersift.store.fulltext import Filters
+
+    settings = _settings(args)
+    store, embedder, index = _search_context(settings, need_index=False)
+    filters = Filters(category=args.category, since=_date_arg(args.since, "since"),
+                      until=_date_arg(args.until, "until"), author=args.author)
+    hits = Searcher(store, embedder if index is not None else None, index).search(
+        args.query, limit=args.limit, offset=args.offset, filters=filters)
+    _print_hits(store, hits, args.json)
+    return 0
+
+
+def cmd_related(args) -> int:
+    from papersift.index.build import model_key
+    from papersift.rank.related import related_papers
+
+    settings = _settings(args)
+    store, embedder, index = _search_context(settings)
+    hits = related_papers(store, index, model_key(embedder), embedder.dim, args.ref, k=args.limit)
+    _print_hits(store, hits, args.json)
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "index": cmd_index, "search": cmd_search, "related": cmd_related,
+            "ingest": cmd_ingest, "stats": cmd_stats, "show": cmd_show,
             "config": cmd_config, "demo": cmd_demo}
 
 

@@ -57,8 +57,8 @@ class MissingExtra(PapersiftError):
 
     status = 501
 
-    def __init__(self, package: str, extra: str):
+    def __init__(self, package: str, extra: str, install: str | None = None):
         super().__init__(
-            f"this needs the optional package {package!r}",
-            hint=f"pip install 'papersift[{extra}]'",
+            f"this needs the package {package!r}, which is not installed",
+            hint=install or f"pip install 'papersift[{extra}]'",
         )

@@ -280,9 +280,13 @@ def test_run_source_resumes_at_the_saved_start(replay_server, payload, store, li
 def test_open_ids_and_files(replay_server, payload, live_settings, tmp_path):
     spec = arxiv_api.SOURCES[0]
     replay_server.add("/api/query", Reply(payload(TWO_IDS)))
-    records = list(spec.open("-", live_settings, None, {"ids": "0808.05394, 1707.08567", "max": None}))
+    # a well-formed id that does not exist (the recorded reply holds only 1707.08567) …
+    records = list(spec.open("-", live_settings, None, {"ids": "0808.0539, 1707.08567", "max": None}))
     assert records[0].arxiv_id == "1707.08567"
-    assert params(replay_server.requests[0])["id_list"] == "0808.05394,1707.08567"
+    assert params(replay_server.requests[0])["id_list"] == "0808.0539,1707.08567"
+    # … while a malformed one (2008 ids have four-digit numbers) is refused before asking arXiv
+    with pytest.raises(BadInput):
+        list(spec.open("-", live_settings, None, {"ids": "0808.05394", "max": None}))
     assert spec.resume_key("-", {"ids": "1707.08567", "max": None}) is None
 
     path = tmp_path / "saved.xml"

@@ -1,0 +1,143 @@
+"""The index step (`papersift index`): full text in step, every changed paper embedded, the vector
+index in step with the stored vectors. Incremental, resumable, and safe to interrupt.
+
+The catalog is the source of truth: vectors are stored in it per model+version (store.save_embeddings),
+and the HNSW file beside it is only a cache of them — missing, corrupt, built by another model, or
+out of step after a crash, it is patched or rebuilt from the catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from papersift.index.embed import Embedder
+from papersift.index.vectors import VectorIndex, create_index, open_or_none
+from papersift.store.base import Store
+
+EXACT_BELOW = 5_000  # smaller catalogs are searched exactly: faster to build, perfect recall
+
+
+def model_key(embedder: Embedder) -> str:
+    return f"{embedder.name}@{embedder.version}"
+
+
+def paper_text(title: str, abstract: str) -> str:
+    """What a paper is embedded as: its title, then its abstract (the model truncates long ones)."""
+    return f"{title}. {abstract}" if abstract else title
+
+
+def index_folder(data_dir: Path, embedder: Embedder) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in model_key(embedder))
+    return Path(data_dir) / "vectors" / safe
+
+
+@dataclass
+class IndexReport:
+    fulltext_synced: int = 0
+    embedded: int = 0
+    vectors: int = 0
+    index_action: str = ""
+    seconds: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [f"full text: {self.fulltext_synced:,} papers synced",
+                 f"embedded {self.embedded:,} papers",
+                 f"vector index: {self.vectors:,} vectors ({self.index_action})"]
+        return "; ".join(parts)
+
+
+def embed_pending(store: Store, embedder: Embedder, *, batch: int = 256,
+                  on_progress: Callable[[int, int], None] | None = None) -> int:
+    """Embed every paper with no (or an outdated) vector for this model, `batch` papers per transaction.
+    An interruption loses at most the batch in flight; the next call carries on."""
+    key = model_key(embedder)
+    done = 0
+    while True:
+        rows = store.papers_to_embed(key, limit=batch)
+        if not rows:
+            return done
+        vectors = embedder.embed([paper_text(title, abstract) for _, _, title, abstract in rows])
+        store.save_embeddings(key, [(pid, seq) for pid, seq, _, _ in rows], vectors)
+        done += len(rows)
+        if on_progress:
+            on_progress(done, len(rows))
+
+
+def _seq_file(folder: Path) -> Path:
+    return folder.parent / (folder.name + ".seqs.npy")
+
+
+def _load_seqs(folder: Path) -> dict[int, int] | None:
+    """paper id → change_seq of the vector the saved index holds; None if unknown (then re-add all)."""
+    try:
+        pairs = np.load(_seq_file(folder), allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        return None
+    return dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist()))
+
+
+def _save_seqs(folder: Path, ids: np.ndarray, seqs: np.ndarray) -> None:
+    target = _seq_file(folder)
+    tmp = target.with_name(target.name + ".tmp.npy")
+    np.save(tmp, np.stack([ids, seqs], axis=1).astype(np.int64), allow_pickle=False)
+    os.replace(tmp, target)
+
+
+def sync_vector_index(store: Store, embedder: Embedder, folder: Path, *,
+                      kind: str | None = None) -> tuple[VectorIndex, str]:
+    """The vector index for this model, in step with the stored vectors, saved to `folder`."""
+    key = model_key(embedder)
+    ids, vectors, seqs = store.load_embeddings(key, embedder.dim, with_seq=True)
+    want = kind or ("exact" if len(ids) < EXACT_BELOW else "hnsw")
+    index = open_or_none(folder, expect_model=key)
+    saved = _load_seqs(folder) if index is not None else None
+    if index is not None and index.kind == want:
+        live = index.ids()
+        stale = np.setdiff1d(live, ids, assume_unique=True)
+        missing = np.setdiff1d(ids, live, assume_unique=True)
+        present = ~np.isin(ids, missing)
+        if saved is None:  # which vectors the index holds is unknown: replace them all
+            changed = ids[present]
+        else:
+            changed = np.array([i for i, s in zip(ids[present].tolist(), seqs[present].tolist())
+                                if saved.get(i) != s], dtype=np.int64)
+        if stale.size:
+            index.remove(stale)
+        todo = np.union1d(missing, changed)
+        if todo.size:
+            index.add(todo, vectors[np.searchsorted(ids, todo)])
+        if not (stale.size or todo.size):
+            return index, "up to date"
+        action = f"updated: +{missing.size:,} new, {changed.size:,} changed, -{stale.size:,} removed"
+    else:
+        index = create_index(want, embedder.dim, model=key)
+        if len(ids):
+            index.add(ids, vectors)
+        action = f"built ({want})"
+    index.save(folder, model=key)
+    _save_seqs(folder, ids, seqs)
+    return index, action
+
+
+def build_index(store: Store, embedder: Embedder, data_dir: Path, *,
+                on_progress: Callable[[int, int], None] | None = None) -> IndexReport:
+    report = IndexReport()
+    t = time.perf_counter()
+    report.fulltext_synced = store.sync_fulltext()
+    report.seconds["fulltext"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    report.embedded = embed_pending(store, embedder, on_progress=on_progress)
+    report.seconds["embed"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    index, report.index_action = sync_vector_index(store, embedder, index_folder(data_dir, embedder))
+    report.vectors = len(index)
+    report.seconds["vectors"] = round(time.perf_counter() - t, 2)
+    return report

@@ -1,0 +1,148 @@
+"""Index step, hybrid search and related papers on a small real subset with the real model."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from papersift.index.build import build_index, embed_pending, index_folder, model_key, sync_vector_index
+from papersift.index.embed import create_embedder
+from papersift.index.vectors import open_or_none
+from papersift.ingest.jsonl import parse_arxiv_daily_record
+from papersift.models import Paper
+from papersift.rank.related import related_papers
+from papersift.rank.search import FusionParams, Searcher
+from papersift.store import open_store
+from papersift.store.fulltext import Filters
+
+ARXIV_DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-daily" / "arxiv_papers.jsonl.gz"
+N = 300
+
+
+@pytest.fixture(scope="module")
+def papers() -> list[Paper]:
+    with gzip.open(ARXIV_DAILY, "rt", encoding="utf-8") as f:
+        return [parse_arxiv_daily_record(json.loads(line)) for line in itertools.islice(f, 5000, 5000 + N)]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    return create_embedder("minilm", tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, papers, embedder):
+    data = tmp_path_factory.mktemp("data")
+    store = open_store(str(data / "catalog.db"), migrate=True)
+    store.upsert_papers(papers)
+    report = build_index(store, embedder, data)
+    assert (report.fulltext_synced, report.embedded, report.vectors) == (N, N, N)
+    index = open_or_none(index_folder(data, embedder), expect_model=model_key(embedder))
+    return store, index, data
+
+
+def test_every_paper_is_found_by_its_own_title(indexed, embedder, papers):
+    store, index, _ = indexed
+    searcher = Searcher(store, embedder, index)
+    misses = [p.arxiv_id for p in papers[:60] if searcher.search(p.title, limit=1)[0].paper_id != p.arxiv_id]
+    assert not misses
+
+
+def test_identifier_queries_come_first(indexed, embedder, papers):
+    store, index, _ = indexed
+    searcher = Searcher(store, embedder, index)
+    target = papers[17]
+    for query in (target.arxiv_id, f"arXiv:{target.arxiv_id}v2", f"https://arxiv.org/abs/{target.arxiv_id}"):
+        hits = searcher.search(query, limit=5)
+        assert hits[0].paper_id == target.arxiv_id and hits[0].reason == "the identifier you searched for"
+
+
+def test_meaning_finds_what_words_miss(indexed, embedder, papers):
+    store, index, _ = indexed
+    target = papers[42]
+    # the paper's first abstract sentence, as a query, finds it among the top results by meaning alone
+    sentence = target.abstract.split(". ")[0]
+    dense_only = Searcher(store, embedder, index, FusionParams(lexical_weight=0.0))
+    assert target.arxiv_id in [h.paper_id for h in dense_only.search(sentence, limit=5)]
+
+
+def test_filters_paging_and_reasons(indexed, embedder, papers):
+    store, index, _ = indexed
+    searcher = Searcher(store, embedder, index)
+    category = papers[0].categories[0]
+    hits = searcher.search("learning", limit=20, filters=Filters(category=category))
+    assert hits and all(category in store.get_paper(h.paper_id).categories for h in hits)
+    page1, page2 = searcher.search("learning", limit=5), searcher.search("learning", limit=5, offset=5)
+    assert not {h.paper_id for h in page1} & {h.paper_id for h in page2}
+    assert [h.paper_id for h in page1 + page2] == [h.paper_id for h in searcher.search("learning", limit=10)]
+    assert all(h.reason for h in page1)
+    assert searcher.search("learning", filters=Filters(category="no.such")) == []
+
+
+@pytest.mark.parametrize("query", ["", "   ", '"', "NEAR(", "*", "AND", "x" * 10_000, "ünïcödé ∑ ∫ 𝔸",
+                                   "'; DROP TABLE papers; --", "(((", "title:foo", "10.1145/", "arXiv:"])
+def test_hostile_queries_are_answered(indexed, embedder, query):
+    store, index, _ = indexed
+    hits = Searcher(store, embedder, index).search(query, limit=5)
+    assert isinstance(hits, list)
+    assert store.count_papers() == N
+
+
+def test_related_papers_exclude_the_paper_and_share_a_subject(indexed, embedder, papers):
+    store, index, _ = indexed
+    key = model_key(embedder)
+    for paper in papers[:20]:
+        hits = related_papers(store, index, key, embedder.dim, paper.arxiv_id, k=5)
+        assert len(hits) == 5 and paper.arxiv_id not in [h.paper_id for h in hits]
+        assert all(h.reason.startswith("similar content") for h in hits)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers, embedder):
+    store = open_store(str(tmp_path / "c.db"), migrate=True)
+    store.upsert_papers(papers[:120])
+
+    class Crashing:
+        """The real embedder, failing on its third batch (a crash mid-run)."""
+        name, version, dim = embedder.name, embedder.version, embedder.dim
+        calls = 0
+
+        def embed(self, texts, batch_size=32):
+            Crashing.calls += 1
+            if Crashing.calls == 3:
+                raise KeyboardInterrupt
+            return embedder.embed(texts, batch_size)
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_pending(store, Crashing(), batch=40)
+    assert len(store.papers_to_embed(model_key(embedder))) == 40  # two batches of 40 were saved
+    # a stale index file from before the crash is brought in step, not trusted
+    folder = tmp_path / "vectors"
+    sync_vector_index(store, embedder, folder)
+    assert embed_pending(store, embedder, batch=40) == 40
+    index, action = sync_vector_index(store, embedder, folder)
+    assert len(index) == 120 and "40 new" in action
+    ids, vectors = store.load_embeddings(model_key(embedder), embedder.dim)
+    found, _ = index.search(vectors[7], 1)
+    assert int(np.asarray(found).reshape(-1)[0]) == ids[7]
+    # a paper whose text changes is re-embedded and its vector replaced in the index
+    changed = papers[5]
+    store.upsert_papers([Paper(**{**vars(changed), "version": 9, "title": "Protein folding with graph networks",
+                                  "abstract": "We fold proteins.", "id": None})])
+    assert embed_pending(store, embedder) == 1
+    index, action = sync_vector_index(store, embedder, folder)
+    assert "1 changed" in action
+    query = embedder.embed(["Protein folding with graph networks. We fold proteins."])[0]
+    found, _ = index.search(query, 1)
+    assert int(np.asarray(found).reshape(-1)[0]) == store.get_paper(changed.arxiv_id).id
+    # a corrupt index file is rebuilt from the catalog
+    for f in folder.rglob("*"):
+        if f.is_file() and f.suffix != ".json":
+            f.write_bytes(b"garbage")
+    index, action = sync_vector_index(store, embedder, folder)
+    assert len(index) == 120 and action.startswith("built")
