@@ -38,7 +38,8 @@ class IngestReport:
                     unchanged=self.unchanged, skipped=self.skipped)
 
     def summary(self) -> str:
-        text = (f"{self.source} {self.target}: {self.seen:,} records, {self.added:,} added, "
+        where = f"{self.source} {self.target}" if self.target else self.source
+        text = (f"{where}: {self.seen:,} records, {self.added:,} added, "
                 f"{self.updated:,} updated, {self.unchanged:,} unchanged, {self.skipped:,} skipped")
         if self.resumed_from:
             text += f" (resumed after {self.resumed_from})"
