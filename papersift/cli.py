@@ -319,6 +319,9 @@ def cmd_search(args) -> int:
 
     settings = _settings(args)
     store, embedder, index = _search_context(settings, need_index=False)
+    if index is None:
+        print("note: no search index yet: searching words only, in what was last indexed "
+              "(run `papersift index`)", file=sys.stderr)
     filters = Filters(category=args.category, since=_date_arg(args.since, "since"),
                       until=_date_arg(args.until, "until"), author=args.author)
     hits = Searcher(store, embedder if index is not None else None, index).search(
