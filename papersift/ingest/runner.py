@@ -7,10 +7,8 @@ clears its checkpoint, so running the same file again re-reads it (and adds noth
 
 from __future__ import annotations
 
-import queue
-import threading
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from papersift.ingest.base import Checkpoint, Record, SourceSpec
 from papersift.ingest.parallel import parsed_in_subprocess
@@ -44,65 +42,6 @@ class IngestReport:
         if self.resumed_from:
             text += f" (resumed after {self.resumed_from})"
         return text
-
-
-_DONE = object()
-
-
-class _Failed:
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-def prefetched(records: Iterable[Record], chunk: int = 256, depth: int = 16) -> Iterator[Record]:
-    """Read `records` in a background thread, `chunk` at a time.
-
-    Parsing is Python (holds the GIL) while SQLite releases the GIL as it writes, so reading ahead in a
-    thread keeps both cores busy during a bulk ingest. Errors in the reader re-raise here, in order."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        it = iter(records)
-        try:
-            buf = []
-            for record in it:
-                buf.append(record)
-                if len(buf) >= chunk:
-                    if not put(buf):
-                        return
-                    buf = []
-            if put(buf):
-                put(_DONE)
-        except BaseException as e:  # handed to the consumer, which raises it
-            put(_Failed(e))
-        finally:
-            close = getattr(it, "close", None)
-            if close:
-                close()
-
-    thread = threading.Thread(target=produce, name="ingest-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield from item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def ingest_records(store: Store, source: str, target: str, records: Iterable[Record], *,

@@ -34,6 +34,10 @@ _PAPER_COLUMNS = (
 )
 
 
+# the same columns qualified with the papers table's alias, for joins
+_P_COLUMNS = ", ".join("p." + c.strip() for c in _PAPER_COLUMNS.split(","))
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -422,7 +426,7 @@ class SQLiteStore:
                       limit: int = 100, offset: int = 0) -> list[Paper]:
         """Papers first listed in [start, end], newest listing first."""
         if category:
-            sql = (f"SELECT {', '.join('p.' + c.strip() for c in _PAPER_COLUMNS.split(','))} FROM papers p "
+            sql = (f"SELECT {_P_COLUMNS} FROM papers p "
                    "JOIN paper_categories c ON c.paper_id = p.id WHERE c.category = ? AND p.listed BETWEEN ? AND ? "
                    "ORDER BY p.listed DESC, p.id DESC LIMIT ? OFFSET ?")
             args: tuple = (category, start.isoformat(), end.isoformat(), limit, offset)
@@ -433,9 +437,8 @@ class SQLiteStore:
         return [_row_to_paper(r) for r in self.conn.execute(sql, args)]
 
     def papers_by_author(self, name: str, limit: int = 100) -> list[Paper]:
-        cols = ", ".join("p." + c.strip() for c in _PAPER_COLUMNS.split(","))
         rows = self.conn.execute(
-            f"SELECT {cols} FROM authors a JOIN paper_authors pa ON pa.author_id = a.id "
+            f"SELECT {_P_COLUMNS} FROM authors a JOIN paper_authors pa ON pa.author_id = a.id "
             "JOIN papers p ON p.id = pa.paper_id WHERE a.name = ? ORDER BY p.listed DESC, p.id DESC LIMIT ?",
             (name, limit),
         )
@@ -590,9 +593,8 @@ class SQLiteStore:
 
     def collection_papers(self, user_id: int, collection_id: int) -> list[Paper]:
         self._own_collection(user_id, collection_id)
-        cols = ", ".join("p." + c.strip() for c in _PAPER_COLUMNS.split(","))
         rows = self.conn.execute(
-            f"SELECT {cols} FROM collection_items i JOIN papers p ON p.id = i.paper_id "
+            f"SELECT {_P_COLUMNS} FROM collection_items i JOIN papers p ON p.id = i.paper_id "
             "WHERE i.collection_id = ? ORDER BY i.added_at DESC, p.id DESC",
             (collection_id,),
         )
