@@ -324,9 +324,11 @@ def cmd_search(args) -> int:
               "(run `papersift index`)", file=sys.stderr)
     filters = Filters(category=args.category, since=_date_arg(args.since, "since"),
                       until=_date_arg(args.until, "until"), author=args.author)
-    hits = Searcher(store, embedder if index is not None else None, index).search(
+    page = Searcher(store, embedder if index is not None else None, index).search_page(
         args.query, limit=args.limit, offset=args.offset, filters=filters)
-    _print_hits(store, hits, args.json)
+    if page.corrections:
+        print(f"showing results for: {page.query}", file=sys.stderr if args.json else sys.stdout)
+    _print_hits(store, page.hits, args.json)
     return 0
 
 

@@ -146,3 +146,32 @@ def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers
             f.write_bytes(b"garbage")
     index, action = sync_vector_index(store, embedder, folder)
     assert len(index) == 120 and action.startswith("built")
+
+
+@pytest.mark.parametrize("typed, meant", [("clasification", "classification"), ("reasonnig", "reasoning"),
+                                          ("detecton", "detection"), ("benchamrk", "benchmark")])
+def test_misspelt_words_find_what_the_right_spelling_finds(indexed, embedder, typed, meant):
+    store, index, _ = indexed
+    searcher = Searcher(store, embedder, index)
+    page = searcher.search_page(f"{typed} models", limit=10)
+    assert page.corrections == {typed: meant} and page.query == f"{meant} models"
+    right = [h.paper_id for h in searcher.search(f"{meant} models", limit=10)]
+    assert [h.paper_id for h in page.hits] == right
+
+
+def test_real_words_and_long_texts_are_not_corrected(indexed, embedder, papers):
+    store, index, _ = indexed
+    assert store.spelling_corrections("reasoning benchmarks for detection") == {}
+    assert store.spelling_corrections(papers[3].abstract) == {}  # pasted, not typed
+    # a word no paper contains and nothing in the vocabulary resembles stays as typed
+    assert store.spelling_corrections("zyxwvutsr") == {}
+
+
+def test_edit_distance_counts_transpositions_once():
+    from papersift.store.spelling import edit_distance, stem_distance
+
+    assert edit_distance("protien", "protein", 2) == 1
+    assert edit_distance("kitten", "sitting", 5) == 3
+    assert edit_distance("abcdef", "uvwxyz", 2) == 3  # gives up past the limit
+    assert stem_distance("trasformers", "transform", 2) == 1.5  # suffix beyond the stem: half an edit
+    assert stem_distance("protien", "pro", 2) > 2  # a stem much shorter than the word is no candidate

@@ -22,7 +22,7 @@ import numpy as np
 from papersift.errors import BadInput, Conflict, NotFound, StoreError
 from papersift.ids import normalize_doi, parse_arxiv_id, title_key
 from papersift.models import INTERACTION_KINDS, Paper, User
-from papersift.store import fulltext
+from papersift.store import fulltext, spelling
 from papersift.store.base import Stats, Subscription, UpsertResult
 from papersift.store.fulltext import Filters
 from papersift.store.merge import merge_papers, normalize_identifiers, same_content
@@ -664,6 +664,10 @@ class SQLiteStore:
 
     def filtered_ids(self, filters: Filters) -> list[int]:
         return fulltext.allowed_ids(self.conn, filters)
+
+    def spelling_corrections(self, query: str) -> dict[str, str]:
+        """{typed word: indexed term} for the query's words that (almost) no paper contains."""
+        return spelling.corrections(self.conn, query)
 
     def papers_to_embed(self, model: str, limit: int = 1000) -> list[tuple[int, int, str, str]]:
         """(id, change_seq, title, abstract) of papers with no embedding for `model`, or an outdated one,

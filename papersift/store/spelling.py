@@ -1,0 +1,119 @@
+"""Spelling correction for full-text queries, from the catalog's own vocabulary (SQLite FTS5).
+
+A query word that (almost) no paper contains, `trasformer`, is matched against the indexed terms
+(fts5vocab: porter stems with their document counts) that start with the same letter and lie within
+a small edit distance: one edit for words of 5–7 letters, two from 8 letters. Suffixes are allowed
+to differ, since the vocabulary holds stems ("transform" for "transformers"). A candidate must be
+far more common than the word itself, so a rare but real word (a gene name, an acronym) is kept.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections import Counter
+
+_WORD = re.compile(r"[^\W\d_]{5,}", re.UNICODE)
+MIN_RATIO = 20  # a correction must occur in this many times more papers than the typed word
+MAX_TYPED_DF = 3  # words in more papers than this are never corrected
+MAX_QUERY_WORDS = 12
+MAX_SUFFIX = 7  # letters porter may strip: "classification" → "classif"
+
+
+def max_edits(word: str) -> int:
+    return 1 if len(word) < 8 else 2
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance (a transposition counts as one edit), or limit + 1 as soon
+    as it is known to exceed `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cost = ca != cb
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def stem_distance(word: str, term: str, limit: int) -> float:
+    """Distance from the typed word to a vocabulary stem, letting the word carry up to MAX_SUFFIX
+    extra letters of suffix at a cost of half an edit ("trasformers" → "transform": 1.5, not 3;
+    porter cuts "classification" to "classif"). A stem under half the word's length ("pro" for
+    "protien") is no candidate."""
+    if len(term) < shortest_stem(word):
+        return limit + 1
+    best: float = limit + 1
+    for cut in range(max(len(word) - MAX_SUFFIX, len(term) - limit, 1), min(len(word), len(term) + limit) + 1):
+        best = min(best, edit_distance(word[:cut], term, limit) + (0.5 if cut < len(word) else 0))
+    return best
+
+
+def _doc_count(conn: sqlite3.Connection, word: str) -> int:
+    row = conn.execute("SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?", (f'"{word}"',)).fetchone()
+    return int(row[0])
+
+
+def shortest_stem(word: str) -> int:
+    return max(4, (len(word) + 1) // 2, len(word) - MAX_SUFFIX)
+
+
+def _candidates(conn: sqlite3.Connection, word: str) -> list[tuple[str, int]]:
+    first = word[0]
+    shortest = shortest_stem(word)
+    return conn.execute("SELECT term, doc FROM papers_fts_vocab WHERE term >= ? AND term < ? "
+                        "AND length(term) BETWEEN ? AND ?",
+                        (first, first + "\U0010ffff", shortest, len(word) + 2)).fetchall()
+
+
+def surface_form(conn: sqlite3.Connection, term: str, typed: str) -> str:
+    """The written form of a stem, among those in the papers that contain it, closest to what was typed
+    ("trasformer": "transform" → "transformer", not "transformation"), so a correction reads as a word
+    and embeds as one."""
+    stem = term[:-1] if term.endswith("i") else term  # porter writes "immunotherapy" as "immunotherapi"
+    pattern = re.compile(r"\b" + re.escape(stem) + r"\w*", re.IGNORECASE)
+    counts: Counter[str] = Counter()
+    for title, abstract in conn.execute("SELECT title, abstract FROM papers_fts WHERE papers_fts MATCH ? LIMIT 30",
+                                        (f'"{term}"',)):
+        counts.update(w.lower() for w in pattern.findall(f"{title} {abstract}"))
+    if not counts:
+        return term
+    return min(counts, key=lambda w: (edit_distance(typed, w, len(w) + len(typed)), -counts[w], w))
+
+
+def corrections(conn: sqlite3.Connection, query: str) -> dict[str, str]:
+    """{typed word: corrected word} for the words of a typed query (up to MAX_QUERY_WORDS words) that
+    look misspelt; {} for longer texts, which are pasted rather than typed."""
+    if len(query.split()) > MAX_QUERY_WORDS:
+        return {}
+    out: dict[str, str] = {}
+    for word in dict.fromkeys(w.lower() for w in _WORD.findall(query)):
+        typed_df = _doc_count(conn, word)
+        if typed_df > MAX_TYPED_DF:
+            continue
+        limit = max_edits(word)
+        best: tuple[float, int, str] | None = None  # (distance, -doc count, term)
+        for term, df in _candidates(conn, word):
+            if df < max(1, typed_df) * MIN_RATIO:
+                continue
+            d = stem_distance(word, term, limit)
+            if d <= limit and (best is None or (d, -df, term) < best):
+                best = (d, -df, term)
+        if best is not None:
+            out[word] = surface_form(conn, best[2], word)
+    return out
+
+
+def corrected(query: str, fixes: dict[str, str]) -> str:
+    """The query with each misspelt word replaced by its correction."""
+    if not fixes:
+        return query
+    return _WORD.sub(lambda m: fixes.get(m.group(0).lower(), m.group(0)), query)
