@@ -6,12 +6,12 @@ Every ranker in papersift returns `list[Hit]` best first, each with a reason. He
      the page says so ("showing results for …");
   3. the lexical list (BM25, field-weighted) and the dense list (cosine to the query embedding) are
      fetched `depth` deep, under the same filters;
-  4. they are fused by a convex combination of min-max normalised scores (`FusionParams`):
-     score = w_lex · norm(bm25) + w_dense · norm(cosine), each normalised over its own top `depth`,
-     0 for a paper missing from a list. Unlike reciprocal-rank fusion it keeps how far apart the
-     scores are, not only their order. The weights were tuned on a tuning split carved from SciFact's
-     training claims (bench/search_scifact.py), and the result checked on the rest, on ACM-CR and on
-     arXiv; `method="rrf"` keeps reciprocal-rank fusion available as the baseline.
+  4. they are fused by a convex combination of normalised scores (`FusionParams`):
+     score = w_lex · bm25 / max bm25 + w_dense · cosine / max cosine, 0 for a paper missing from a
+     list. Unlike reciprocal-rank fusion it keeps how far apart the scores are, not only their order.
+     The method and weights were chosen on a tuning split carved from SciFact's training claims
+     (bench/search_scifact.py) and checked on the other claims and on ACM-CR; `method="rrf"` keeps
+     reciprocal-rank fusion available as the baseline.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ Ranked = list[tuple[int, float]]  # (paper id, score), best first
 @dataclass(frozen=True)
 class FusionParams:
     method: str = "convex"  # "convex" (normalised score combination) or "rrf" (reciprocal rank)
-    lexical_weight: float = 0.55
-    dense_weight: float = 0.45
+    lexical_weight: float = 0.5
+    dense_weight: float = 0.5
     k: float = 60.0  # RRF's rank offset (method="rrf" only)
     depth: int = 100
 
@@ -70,17 +70,22 @@ def fuse(lists: list[tuple[list[int], float]], k: float) -> dict[int, float]:
 
 
 def normalised(ranked: Ranked) -> dict[int, float]:
-    """Min-max normalised scores of one ranked list: its best → 1, its last → 0 (all 1 if they tie)."""
+    """Scores of one ranked list over its best: best → 1, a score of 0 → 0 (negatives count as 0).
+
+    "Theoretical min-max" (Bruch, Gai & Ingber, 2023): the lower end is the score's floor (0 for BM25
+    and, in practice, for cosine), not the list's own last score, so how far a list's tail falls
+    below its head is kept, and a weak list stays weak after normalising. It beat list min-max and
+    z-scores on the tuning split."""
     if not ranked:
         return {}
-    scores = [s for _, s in ranked]
-    low, high = min(scores), max(scores)
-    span = high - low
-    return {pid: (s - low) / span if span > 0 else 1.0 for pid, s in ranked}
+    high = max(s for _, s in ranked)
+    if high <= 0:
+        return {pid: 0.0 for pid, _ in ranked}
+    return {pid: max(s, 0.0) / high for pid, s in ranked}
 
 
 def combine(lists: list[tuple[Ranked, float]]) -> dict[int, float]:
-    """Convex combination of min-max normalised score lists: {id: Σ w_i · norm_i(id)}."""
+    """Convex combination of normalised score lists: {id: Σ w_i · norm_i(id)}."""
     scores: dict[int, float] = {}
     for ranked, weight in lists:
         for pid, s in normalised(ranked).items():
