@@ -103,6 +103,28 @@ def test_related_papers_exclude_the_paper_and_share_a_subject(indexed, embedder,
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
+def test_papers_that_readers_save_together_become_related(tmp_path, indexed, embedder, papers):
+    store, index, _ = indexed
+    key = model_key(embedder)
+    paper = papers[11]
+    before = [h.paper_id for h in related_papers(store, index, key, embedder.dim, paper.arxiv_id, k=10)]
+    # a paper meaning alone does not list, saved with it by three readers
+    outsider = next(p for p in reversed(papers) if p.arxiv_id not in before and p.arxiv_id != paper.arxiv_id)
+    readers = [store.create_user(f"co-reader-{i}") for i in range(3)]
+    try:
+        for user in readers:
+            for p in (paper, outsider):
+                store.add_interaction(user.id, store.get_paper(p.arxiv_id).id, "save")
+        hits = related_papers(store, index, key, embedder.dim, paper.arxiv_id, k=10)
+        listed = {h.paper_id: h for h in hits}
+        assert outsider.arxiv_id in listed and "3 readers saved both" in listed[outsider.arxiv_id].reason
+        assert len(hits) == 10 and paper.arxiv_id not in listed
+    finally:
+        for user in readers:
+            store.delete_user(user.id)
+    assert [h.paper_id for h in related_papers(store, index, key, embedder.dim, paper.arxiv_id, k=10)] == before
+
+
 def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers, embedder):
     store = open_store(str(tmp_path / "c.db"), migrate=True)
     store.upsert_papers(papers[:120])

@@ -167,6 +167,21 @@ def test_users_interactions_are_states_and_views_are_events(db):
         db.get_user(ada.id)
 
 
+def test_co_interactions_count_distinct_readers_and_hide_single_ones(db):
+    db.upsert_papers([paper(i) for i in range(1, 5)])
+    p1, p2, p3, p4 = (db.get_paper(f"2401.0000{i}").id for i in range(1, 5))
+    ada, bob, cy = db.create_user("ada"), db.create_user("bob"), db.create_user("cy")
+    for user, papers in ((ada, (p1, p2, p3)), (bob, (p1, p2)), (cy, (p1, p4))):
+        for pid in papers:
+            db.add_interaction(user.id, pid, "save")
+    db.add_interaction(ada.id, p2, "upvote")  # a save and an upvote by one reader count once
+    db.add_interaction(cy.id, p3, "view")  # views are not evidence of co-interest
+    db.add_interaction(cy.id, p3, "dismiss")
+    assert db.co_interactions(p1) == [(p2, 2)]  # p3 and p4: one reader each, not shown
+    assert db.co_interactions(p1, min_readers=1) == [(p2, 2), (p3, 1), (p4, 1)]
+    assert db.co_interactions(p4) == []
+
+
 def test_collections_are_private(db):
     db.upsert_papers([paper(1)])
     pid = db.get_paper("2401.00001").id

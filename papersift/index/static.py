@@ -284,8 +284,10 @@ class WordPieceIds:
     to the real tokenizer whole. tests/test_index_static.py checks both give the same ids."""
 
     WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
-    # Control characters are deleted by BERT's normaliser (joining words); special tokens are matched raw.
-    NEEDS_TOKENIZER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\[(?:PAD|UNK|CLS|SEP|MASK)\]")
+    # BERT's normaliser deletes control characters (joining the words around them), and the tokenizer
+    # matches special tokens in the raw text: both are the real tokenizer's job.
+    CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+    SPECIAL = re.compile(r"\[(?:PAD|UNK|CLS|SEP|MASK)\]")
     memo_limit = 500_000  # words remembered; a million-paper import meets ~1M distinct ones
 
     def __init__(self, model_dir: Path):
@@ -309,15 +311,14 @@ class WordPieceIds:
 
     def plain_ids(self, text: str) -> list[int] | None:
         """The ids of an ASCII text by the word route, or None when it needs the real tokenizer."""
-        if not text.isascii() or self.NEEDS_TOKENIZER.search(text):
+        if not text.isascii() or self.CONTROL.search(text) or ("[" in text and self.SPECIAL.search(text)):
             return None
-        memo, ids = self.memo, []
-        for word in self.WORD.findall(text.lower()):
-            found = memo.get(word)
-            ids.extend(found if found is not None else self.word_ids(word))
-            if len(ids) >= MAX_TOKENS:
-                break
-        return ids[:MAX_TOKENS]
+        words = self.WORD.findall(text.lower())
+        try:
+            pieces = list(map(self.memo.__getitem__, words))  # the loop in C: most words are known
+        except KeyError:
+            pieces = [self.word_ids(word) for word in words]
+        return list(itertools.chain.from_iterable(pieces))[:MAX_TOKENS]
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
         texts = [t[:MAX_CHARS] for t in texts]
@@ -331,14 +332,14 @@ class WordPieceIds:
 
 
 def sum_rows(table: np.ndarray, ids: list[list[int]]) -> np.ndarray:
-    """float32 [len(ids), dim]: each text's sum of table rows. A token-count matrix over the chunk's
-    distinct tokens times those rows: one BLAS call, ~4x faster than gathering every token's row."""
-    lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
-    flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum()))
-    distinct, column = np.unique(flat, return_inverse=True)
-    row = np.repeat(np.arange(len(ids)), lengths)
-    counts = np.bincount(row * len(distinct) + column, minlength=len(ids) * len(distinct))
-    return counts.reshape(len(ids), len(distinct)).astype(np.float32) @ table[distinct]
+    """float32 [len(ids), dim]: each text's sum of its tokens' rows, one text at a time. Measured faster
+    than one BLAS product of a chunk's token counts (OpenBLAS threads stall on a busy machine), and a
+    text's vector then cannot depend on which texts share its batch, not even in the last bit."""
+    out = np.zeros((len(ids), table.shape[1]), np.float32)
+    for row, text_ids in enumerate(ids):
+        if text_ids:
+            np.add.reduce(table[text_ids], axis=0, out=out[row])
+    return out
 
 
 # ---- the embedder ------------------------------------------------------------------------------------
@@ -348,13 +349,14 @@ class StaticEmbedder:
 
     `cache_dir` is the models folder (<data_dir>/models), shared with MiniLMEmbedder's ONNX files.
     Nothing happens on construction; the first embed() (or load()) reads the cached table, distilling
-    it first if needed with `threads` onnxruntime threads. Vectors are a function of the text alone, up
-    to float32 rounding (~1e-7) from how a batch's token counts are grouped. `batch_size` is accepted
-    for the protocol and changes nothing.
+    it first if needed with `threads` onnxruntime threads. A text's vector is a function of the text
+    alone, bit for bit. `batch_size` is accepted for the protocol and changes nothing.
     """
 
     name = STATIC_NAME
-    chunk_size = 128  # texts summed per BLAS call: measured fastest between 64 and 512
+    # Texts tokenised together: bounds the id lists held at once, and big enough that the real
+    # tokenizer's batches (non-ASCII texts) still spread over its threads.
+    chunk_size = 1024
 
     def __init__(self, cache_dir: Path | str, dim: int = DEFAULT_DIM, threads: int | None = None,
                  model_dir: Path | str | None = None):
@@ -365,6 +367,7 @@ class StaticEmbedder:
         self._version: str | None = None
         self._table: np.ndarray | None = None
         self._empty: np.ndarray | None = None
+        self._metadata: dict = {}
         self._tokenize: WordPieceIds | None = None
         self._lock = threading.Lock()
 

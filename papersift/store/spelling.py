@@ -57,8 +57,10 @@ def stem_distance(word: str, term: str, limit: int) -> float:
     return best
 
 
-def _doc_count(conn: sqlite3.Connection, word: str) -> int:
-    row = conn.execute("SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?", (f'"{word}"',)).fetchone()
+def _doc_count(conn: sqlite3.Connection, word: str, cap: int) -> int:
+    """Papers containing the word, counted up to `cap`: a common word stops at once."""
+    row = conn.execute("SELECT count(*) FROM (SELECT 1 FROM papers_fts WHERE papers_fts MATCH ? LIMIT ?)",
+                       (f'"{word}"', cap)).fetchone()
     return int(row[0])
 
 
@@ -96,7 +98,7 @@ def corrections(conn: sqlite3.Connection, query: str) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     for word in dict.fromkeys(w.lower() for w in _WORD.findall(query)):
-        typed_df = _doc_count(conn, word)
+        typed_df = _doc_count(conn, word, MAX_TYPED_DF + 1)
         if typed_df > MAX_TYPED_DF:
             continue
         limit = max_edits(word)

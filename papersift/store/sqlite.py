@@ -542,6 +542,17 @@ class SQLiteStore:
         counts.update(dict(rows))
         return counts
 
+    def co_interactions(self, paper_id: int, limit: int = 50, min_readers: int = 2) -> list[tuple[int, int]]:
+        """(other paper id, readers) for the papers most often saved or upvoted by the readers who saved
+        or upvoted `paper_id`, most shared first. Pairs shared by fewer than `min_readers` readers are
+        left out: "readers also saved" must never point at what one person reads."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT b.paper_id, count(DISTINCT b.user_id) AS n FROM interactions a "
+            "JOIN interactions b ON b.user_id = a.user_id AND b.paper_id != a.paper_id "
+            "AND b.kind IN ('save', 'upvote') WHERE a.paper_id = ? AND a.kind IN ('save', 'upvote') "
+            "GROUP BY b.paper_id HAVING n >= ? ORDER BY n DESC, b.paper_id LIMIT ?",
+            (paper_id, min_readers, limit))]
+
     # -- collections ---------------------------------------------------------------------------
     def create_collection(self, user_id: int, name: str, description: str = "") -> int:
         name = name.strip()
