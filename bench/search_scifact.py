@@ -3,10 +3,10 @@
     .venv/bin/python bench/search_scifact.py [--out bench/results/search_scifact.json]
 
 Queries: the 809 training claims; corpus: all 5,183 abstracts; relevant: each claim's cited_doc_ids.
-Systems: BM25 (SQLite FTS5, field-weighted), TF-IDF cosine (1–2-grams, sublinear tf: arxiv-sanity-lite's
-method; scikit-learn, bench only), dense (all-MiniLM-L6-v2 int8, 256 tokens), RRF(BM25, dense) with
-k = 60, and papersift's default Searcher. nDCG@10 and Recall@100 with 95 % bootstrap CIs, and a paired
-bootstrap of the default against the best baseline.
+Systems: BM25 (papersift's in-memory index; SQLite FTS5 as 'bm25_fts5'), TF-IDF cosine (1–2-grams,
+sublinear tf: arxiv-sanity-lite's method; scikit-learn, bench only), dense (all-MiniLM-L6-v2 int8,
+256 tokens), RRF(BM25, dense) with k = 60, and papersift's default Searcher. nDCG@10 and Recall@100
+with 95 % bootstrap CIs, and a paired bootstrap of the default against the best baseline.
 
 Tuning: a seeded 30 % of the claims is the tuning split (written to bench/results/scifact_tuning_ids.txt);
 `--tune` grid-searches the fusion weights on it alone. Figures are reported on all claims and on the
@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 sys.path.insert(0, str(ROOT))
 
-from papersift.index.build import build_index, index_folder, model_key  # noqa: E402
+from papersift.index.build import build_index, index_folder, lexical_folder, model_key  # noqa: E402
 from papersift.index.embed import create_embedder  # noqa: E402
+from papersift.index.lexical import open_lexical_index  # noqa: E402
 from papersift.index.vectors import open_or_none  # noqa: E402
 from papersift.models import Paper  # noqa: E402
 from papersift.rank.search import FusionParams, Searcher, fused_scores  # noqa: E402
@@ -107,7 +108,7 @@ def open_corpus(workdir: Path, docs: dict):
     seconds = time.perf_counter() - t
     print(f"indexed in {seconds:.0f} s: {report.summary()}", flush=True)
     index = open_or_none(index_folder(workdir, embedder), expect_model=model_key(embedder))
-    return store, embedder, index, seconds
+    return store, embedder, index, open_lexical_index(lexical_folder(workdir)), seconds
 
 
 def tune(searcher: Searcher, queries: list, doc_of: dict, tuning: set[str]) -> None:
@@ -137,7 +138,7 @@ def summarise(runs: dict, queries: list, subset: list[int]) -> tuple[dict, dict]
 
 
 def paired(per_query: dict) -> dict:
-    best = max(("bm25", "tfidf", "dense", "rrf"), key=lambda n: per_query[n].mean())
+    best = max(("bm25", "bm25_fts5", "tfidf", "dense", "rrf"), key=lambda n: per_query[n].mean())
     diff = per_query["default"] - per_query[best]
     return {"baseline": best, "mean_diff": round(float(diff.mean()), 4), "ci95": bootstrap_ci(diff)}
 
@@ -157,20 +158,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="papersift-scifact-") as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        store, embedder, index, index_seconds = open_corpus(workdir, docs)
-        searcher = Searcher(store, embedder, index)
+        store, embedder, index, bm25, index_seconds = open_corpus(workdir, docs)
+        searcher = Searcher(store, embedder, index, bm25=bm25)
         doc_of = {p.id: p.doi.rsplit(".", 1)[1] for p in store.iter_papers()}
         if args.tune:
             tune(searcher, queries, doc_of, tuning)
             return
-        runs: dict[str, list[list[str]]] = {"bm25": [], "tfidf": tfidf_runs(docs, queries), "dense": [], "rrf": [],
-                                            "default": []}
+        runs: dict[str, list[list[str]]] = {"bm25": [], "bm25_fts5": [], "tfidf": tfidf_runs(docs, queries),
+                                            "dense": [], "rrf": [], "default": []}
         t = time.perf_counter()
         for _, text, _ in queries:
             lexical = searcher.lexical(text, 100, None)
             dense = searcher.dense(text, 100, None)
             rrf = fused_scores(lexical, dense, FusionParams(method="rrf", lexical_weight=1.0, dense_weight=1.0, k=60))
             runs["bm25"].append([doc_of[i] for i, _ in lexical])
+            runs["bm25_fts5"].append([doc_of[i] for i, _ in store.search_fulltext(text, 100)])
             runs["dense"].append([doc_of[i] for i, _ in dense])
             runs["rrf"].append([doc_of[i] for i in sorted(rrf, key=lambda i: (-rrf[i], i))][:100])
             hits = searcher.search(text, limit=100)

@@ -35,8 +35,9 @@ CORPUS = ROOT.parent / "shared" / "data" / "arxiv-daily" / "arxiv_papers.jsonl.g
 TITLES = ROOT / "bench" / "results" / "minilm_titles.npy"
 sys.path.insert(0, str(ROOT))
 
-from papersift.index.build import build_index, index_folder, model_key, sync_vector_index  # noqa: E402
+from papersift.index.build import build_index, index_folder, lexical_folder, model_key, sync_vector_index  # noqa: E402
 from papersift.index.embed import create_embedder  # noqa: E402
+from papersift.index.lexical import open_lexical_index  # noqa: E402
 from papersift.index.vectors import open_or_none  # noqa: E402
 from papersift.ingest import get_source  # noqa: E402
 from papersift.ingest.runner import run_source  # noqa: E402
@@ -126,7 +127,8 @@ def measure(workdir: Path) -> dict:
     store = open_store(str(workdir / "catalog.db"))
     embedder = create_embedder(settings.embedder, workdir / "models")
     index = open_or_none(index_folder(workdir, embedder), expect_model=model_key(embedder))
-    searcher = Searcher(store, embedder, index)
+    bm25 = open_lexical_index(lexical_folder(workdir))
+    searcher = Searcher(store, embedder, index, bm25=bm25)
     embedder.embed(["warm up"])
     searcher.search("warm up")
     load_seconds = time.perf_counter() - t
@@ -135,6 +137,7 @@ def measure(workdir: Path) -> dict:
     out["search"] = percentiles(timed(lambda q: searcher.search_page(q, limit=20), queries))
     out["query_embedding"] = percentiles(timed(lambda q: embedder.embed([q]), queries))
     out["lexical"] = percentiles(timed(lambda q: searcher.lexical(q, 100, None), queries))
+    out["lexical_fts5"] = percentiles(timed(lambda q: store.search_fulltext(q, 100), queries[:50]))
     vectors = embedder.embed(queries)
     out["vector_index"] = percentiles(timed(lambda v: index.search(v, 100), vectors))
     out["spelling"] = percentiles(timed(store.spelling_corrections, queries))

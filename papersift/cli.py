@@ -314,6 +314,8 @@ def _print_hits(store, hits, as_json: bool) -> None:
 
 
 def cmd_search(args) -> int:
+    from papersift.index.build import lexical_folder
+    from papersift.index.lexical import open_lexical_index
     from papersift.rank.search import Searcher
     from papersift.store.fulltext import Filters
 
@@ -324,7 +326,8 @@ def cmd_search(args) -> int:
               "(run `papersift index`)", file=sys.stderr)
     filters = Filters(category=args.category, since=_date_arg(args.since, "since"),
                       until=_date_arg(args.until, "until"), author=args.author)
-    page = Searcher(store, embedder if index is not None else None, index).search_page(
+    page = Searcher(store, embedder if index is not None else None, index,
+                    bm25=open_lexical_index(lexical_folder(settings.resolved_data_dir))).search_page(
         args.query, limit=args.limit, offset=args.offset, filters=filters)
     if page.corrections:
         print(f"showing results for: {page.query}", file=sys.stderr if args.json else sys.stdout)

@@ -167,6 +167,17 @@ def test_users_interactions_are_states_and_views_are_events(db):
         db.get_user(ada.id)
 
 
+def test_texts_since_lists_changed_papers_in_change_order(db):
+    db.upsert_papers([paper(1), paper(2)])
+    first = list(db.texts_since(0))
+    assert sorted(r[0] for r in first) == sorted(p.id for p in db.iter_papers())
+    mark = max(r[1] for r in first)
+    assert list(db.texts_since(mark)) == []
+    db.upsert_papers([paper(2, version=2, title="A new title")])
+    (row,) = db.texts_since(mark)
+    assert row[0] == db.get_paper("2401.00002").id and row[2] == "A new title" and row[1] > mark
+
+
 def test_co_interactions_count_distinct_readers_and_hide_single_ones(db):
     db.upsert_papers([paper(i) for i in range(1, 5)])
     p1, p2, p3, p4 = (db.get_paper(f"2401.0000{i}").id for i in range(1, 5))

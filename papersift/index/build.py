@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from papersift.index.embed import Embedder
+from papersift.index.lexical import sync_lexical_index
 from papersift.index.vectors import VectorIndex, create_index, open_or_none
 from papersift.store.base import Store
 
@@ -32,6 +33,10 @@ def paper_text(title: str, abstract: str) -> str:
     return f"{title}. {abstract}" if abstract else title
 
 
+def lexical_folder(data_dir: Path) -> Path:
+    return Path(data_dir) / "lexical"
+
+
 def index_folder(data_dir: Path, embedder: Embedder) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in model_key(embedder))
     return Path(data_dir) / "vectors" / safe
@@ -40,6 +45,7 @@ def index_folder(data_dir: Path, embedder: Embedder) -> Path:
 @dataclass
 class IndexReport:
     fulltext_synced: int = 0
+    lexical_action: str = ""
     embedded: int = 0
     vectors: int = 0
     index_action: str = ""
@@ -47,6 +53,7 @@ class IndexReport:
 
     def summary(self) -> str:
         parts = [f"full text: {self.fulltext_synced:,} papers synced",
+                 f"BM25 index: {self.lexical_action}",
                  f"embedded {self.embedded:,} papers",
                  f"vector index: {self.vectors:,} vectors ({self.index_action})"]
         return "; ".join(parts)
@@ -133,6 +140,9 @@ def build_index(store: Store, embedder: Embedder, data_dir: Path, *,
     t = time.perf_counter()
     report.fulltext_synced = store.sync_fulltext()
     report.seconds["fulltext"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    _, report.lexical_action = sync_lexical_index(store, lexical_folder(data_dir))
+    report.seconds["lexical"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     report.embedded = embed_pending(store, embedder, on_progress=on_progress)
     report.seconds["embed"] = round(time.perf_counter() - t, 2)

@@ -4,7 +4,8 @@ Every ranker in papersift returns `list[Hit]` best first, each with a reason. He
   1. a query that is an arXiv id, arXiv URL or DOI returns that paper first;
   2. a typed query's misspelt words (`trasformer`) are corrected from the catalog's own vocabulary;
      the page says so ("showing results for …");
-  3. the lexical list (BM25, field-weighted) and the dense list (cosine to the query embedding) are
+  3. the lexical list (BM25, field-weighted: index/lexical.py in memory, or FTS5 for phrases and
+     prefixes) and the dense list (cosine to the query embedding) are
      fetched `depth` deep, under the same filters;
   4. they are fused by a convex combination of normalised scores (`FusionParams`):
      score = w_lex · bm25 / max bm25 + w_dense · cosine / max cosine, 0 for a paper missing from a
@@ -22,6 +23,7 @@ import numpy as np
 
 from papersift.ids import normalize_doi, parse_arxiv_id
 from papersift.index.embed import Embedder
+from papersift.index.lexical import LexicalIndex, handles
 from papersift.index.vectors import VectorIndex
 from papersift.models import Hit, Paper
 from papersift.store.base import Store
@@ -105,24 +107,34 @@ class Searcher:
     then search degrades to the other signal, and says so in each hit's reason)."""
 
     def __init__(self, store: Store, embedder: Embedder | None = None, index: VectorIndex | None = None,
-                 params: FusionParams = FusionParams()):
+                 params: FusionParams = FusionParams(), bm25: LexicalIndex | None = None):
         self.store = store
         self.embedder = embedder
         self.index = index
         self.params = params
+        self.bm25 = bm25
+
+    def _allowed(self, filters: Filters | None) -> np.ndarray | None:
+        if filters is None or not any(vars(filters).values()):
+            return None
+        return np.asarray(self.store.filtered_ids(filters), dtype=np.int64)
 
     def lexical(self, query: str, depth: int, filters: Filters | None) -> Ranked:
-        return self.store.search_fulltext(query, depth, filters)
+        """BM25 from the in-memory index; phrases, prefixes, or no such index: the catalog's FTS5."""
+        if self.bm25 is None or not handles(query):
+            return self.store.search_fulltext(query, depth, filters)
+        allowed = self._allowed(filters)
+        if allowed is not None and not allowed.size:
+            return []
+        return self.bm25.search(query, depth, allowed)
 
     def dense(self, query: str, depth: int, filters: Filters | None) -> Ranked:
         if self.embedder is None or self.index is None or not len(self.index):
             return []
+        allowed = self._allowed(filters)
+        if allowed is not None and not allowed.size:
+            return []
         vector = self.embedder.embed([query])[0]
-        allowed = None
-        if filters is not None and any(vars(filters).values()):
-            allowed = np.asarray(self.store.filtered_ids(filters), dtype=np.int64)
-            if not allowed.size:
-                return []
         ids, scores = self.index.search(vector, depth, allowed=allowed)
         return [(int(i), float(s)) for i, s in zip(np.asarray(ids).reshape(-1), np.asarray(scores).reshape(-1))]
 

@@ -386,6 +386,20 @@ class SQLiteStore(ReaderTables):
                 yield _row_to_paper(row)
             last = rows[-1][0]
 
+    def texts_since(self, seq: int, batch: int = 5000) -> Iterator[tuple[int, int, str, str, str]]:
+        """(id, change_seq, title, abstract, authors as one string) of every paper changed after `seq`,
+        in change order: what a search index derived from the catalog must (re)read."""
+        last = (seq, 2**63 - 1)  # strictly after `seq`
+        while True:
+            rows = self.conn.execute(
+                "SELECT id, change_seq, title, abstract, authors FROM papers WHERE (change_seq, id) > (?, ?) "
+                "ORDER BY change_seq, id LIMIT ?", (*last, batch)).fetchall()
+            if not rows:
+                return
+            for pid, cseq, title, abstract, authors in rows:
+                yield pid, cseq, title or "", abstract or "", " ".join(json.loads(authors))
+            last = (rows[-1][1], rows[-1][0])
+
     def count_papers(self) -> int:
         return self.conn.execute("SELECT count(*) FROM papers").fetchone()[0]
 
