@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from papersift.index.build import build_index, embed_pending, index_folder, model_key, sync_vector_index
+from papersift.index.build import build_index, embed_pending, index_folder, lexical_folder, model_key, sync_vector_index
 from papersift.index.embed import create_embedder
+from papersift.index.lexical import open_lexical_index
 from papersift.index.vectors import open_or_none
 from papersift.ingest.jsonl import parse_arxiv_daily_record
 from papersift.models import Paper
@@ -47,15 +48,15 @@ def indexed(tmp_path_factory, papers, embedder):
 
 
 def test_every_paper_is_found_by_its_own_title(indexed, embedder, papers):
-    store, index, _ = indexed
-    searcher = Searcher(store, embedder, index)
+    store, index, data = indexed
+    searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
     misses = [p.arxiv_id for p in papers[:60] if searcher.search(p.title, limit=1)[0].paper_id != p.arxiv_id]
     assert not misses
 
 
 def test_identifier_queries_come_first(indexed, embedder, papers):
-    store, index, _ = indexed
-    searcher = Searcher(store, embedder, index)
+    store, index, data = indexed
+    searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
     target = papers[17]
     for query in (target.arxiv_id, f"arXiv:{target.arxiv_id}v2", f"https://arxiv.org/abs/{target.arxiv_id}"):
         hits = searcher.search(query, limit=5)
@@ -63,17 +64,17 @@ def test_identifier_queries_come_first(indexed, embedder, papers):
 
 
 def test_meaning_finds_what_words_miss(indexed, embedder, papers):
-    store, index, _ = indexed
+    store, index, data = indexed
     target = papers[42]
     # the paper's first abstract sentence, as a query, finds it among the top results by meaning alone
     sentence = target.abstract.split(". ")[0]
-    dense_only = Searcher(store, embedder, index, FusionParams(lexical_weight=0.0))
+    dense_only = Searcher(store, embedder, index, FusionParams(lexical_weight=0.0), bm25=open_lexical_index(lexical_folder(data)))
     assert target.arxiv_id in [h.paper_id for h in dense_only.search(sentence, limit=5)]
 
 
 def test_filters_paging_and_reasons(indexed, embedder, papers):
-    store, index, _ = indexed
-    searcher = Searcher(store, embedder, index)
+    store, index, data = indexed
+    searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
     category = papers[0].categories[0]
     hits = searcher.search("learning", limit=20, filters=Filters(category=category))
     assert hits and all(category in store.get_paper(h.paper_id).categories for h in hits)
@@ -87,14 +88,14 @@ def test_filters_paging_and_reasons(indexed, embedder, papers):
 @pytest.mark.parametrize("query", ["", "   ", '"', "NEAR(", "*", "AND", "x" * 10_000, "ünïcödé ∑ ∫ 𝔸",
                                    "'; DROP TABLE papers; --", "(((", "title:foo", "10.1145/", "arXiv:"])
 def test_hostile_queries_are_answered(indexed, embedder, query):
-    store, index, _ = indexed
-    hits = Searcher(store, embedder, index).search(query, limit=5)
+    store, index, data = indexed
+    hits = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data))).search(query, limit=5)
     assert isinstance(hits, list)
     assert store.count_papers() == N
 
 
 def test_related_papers_exclude_the_paper_and_share_a_subject(indexed, embedder, papers):
-    store, index, _ = indexed
+    store, index, data = indexed
     key = model_key(embedder)
     for paper in papers[:20]:
         hits = related_papers(store, index, key, embedder.dim, paper.arxiv_id, k=5)
@@ -104,7 +105,7 @@ def test_related_papers_exclude_the_paper_and_share_a_subject(indexed, embedder,
 
 
 def test_papers_that_readers_save_together_become_related(tmp_path, indexed, embedder, papers):
-    store, index, _ = indexed
+    store, index, data = indexed
     key = model_key(embedder)
     paper = papers[11]
     before = [h.paper_id for h in related_papers(store, index, key, embedder.dim, paper.arxiv_id, k=10)]
@@ -173,8 +174,8 @@ def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers
 @pytest.mark.parametrize("typed, meant", [("clasification", "classification"), ("reasonnig", "reasoning"),
                                           ("detecton", "detection"), ("benchamrk", "benchmark")])
 def test_misspelt_words_find_what_the_right_spelling_finds(indexed, embedder, typed, meant):
-    store, index, _ = indexed
-    searcher = Searcher(store, embedder, index)
+    store, index, data = indexed
+    searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
     page = searcher.search_page(f"{typed} models", limit=10)
     assert page.corrections == {typed: meant} and page.query == f"{meant} models"
     right = [h.paper_id for h in searcher.search(f"{meant} models", limit=10)]
@@ -182,7 +183,7 @@ def test_misspelt_words_find_what_the_right_spelling_finds(indexed, embedder, ty
 
 
 def test_real_words_and_long_texts_are_not_corrected(indexed, embedder, papers):
-    store, index, _ = indexed
+    store, index, data = indexed
     assert store.spelling_corrections("reasoning benchmarks for detection") == {}
     assert store.spelling_corrections(papers[3].abstract) == {}  # pasted, not typed
     # a word no paper contains and nothing in the vocabulary resembles stays as typed
@@ -197,3 +198,13 @@ def test_edit_distance_counts_transpositions_once():
     assert edit_distance("abcdef", "uvwxyz", 2) == 3  # gives up past the limit
     assert stem_distance("trasformers", "transform", 2) == 1.5  # suffix beyond the stem: half an edit
     assert stem_distance("protien", "pro", 2) > 2  # a stem much shorter than the word is no candidate
+
+
+def test_phrases_and_prefixes_are_searched_by_fts5(indexed, embedder, papers):
+    store, index, data = indexed
+    searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
+    lexical = searcher.lexical('"language models"', 50, None)
+    assert lexical and all("language model" in (store.get_paper(pid).title + " " + store.get_paper(pid).abstract).lower()
+                           for pid, _ in lexical)
+    assert searcher.lexical("transform*", 50, None) == store.search_fulltext("transform*", 50)
+    assert searcher.lexical("transformer models", 50, None) != store.search_fulltext("transformer models", 50)
