@@ -39,10 +39,10 @@ from papersift.errors import MissingExtra
 from papersift.store.base import Store
 from papersift.store.fulltext import STOPWORDS as FTS_STOPWORDS
 
-TITLE_WEIGHT = 3.0
+TITLE_WEIGHT = 2.0
 AUTHOR_WEIGHT = 1.0
 K1 = 1.2
-B = 0.5
+B = 0.75
 MERGE_SHARE = 0.1
 MAX_QUERY_TERMS = 256
 FORMAT = 1

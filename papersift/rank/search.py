@@ -39,8 +39,8 @@ Ranked = list[tuple[int, float]]  # (paper id, score), best first
 @dataclass(frozen=True)
 class FusionParams:
     method: str = "convex"  # "convex" (normalised score combination) or "rrf" (reciprocal rank)
-    lexical_weight: float = 0.5
-    dense_weight: float = 0.5
+    lexical_weight: float = 0.55
+    dense_weight: float = 0.45
     k: float = 60.0  # RRF's rank offset (method="rrf" only)
     depth: int = 100
 
