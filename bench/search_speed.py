@@ -134,7 +134,11 @@ def measure(workdir: Path) -> dict:
     load_seconds = time.perf_counter() - t
     queries = make_queries()
     out: dict = {"papers": store.count_papers(), "index_kind": index.kind, "load_seconds": round(load_seconds, 2)}
-    out["search"] = percentiles(timed(lambda q: searcher.search_page(q, limit=20), queries))
+    times = timed(lambda q: searcher.search_page(q, limit=20), queries)
+    out["search"] = percentiles(times)
+    pasted = [len(q.split()) > 40 for q in queries]
+    out["search_typed"] = percentiles([t for t, p in zip(times, pasted) if not p])
+    out["search_pasted_abstracts"] = percentiles([t for t, p in zip(times, pasted) if p])
     out["query_embedding"] = percentiles(timed(lambda q: embedder.embed([q]), queries))
     out["lexical"] = percentiles(timed(lambda q: searcher.lexical(q, 100, None), queries))
     out["lexical_fts5"] = percentiles(timed(lambda q: store.search_fulltext(q, 100), queries[:50]))

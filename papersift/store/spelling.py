@@ -1,7 +1,7 @@
 """Spelling correction for full-text queries, from the catalog's own vocabulary (SQLite FTS5).
 
 A query word that (almost) no paper contains, `trasformer`, is matched against the indexed terms
-(fts5vocab: porter stems with their document counts) that start with the same letter and lie within
+(fts5vocab: porter stems with their document counts) that start with the same two letters and lie within
 a small edit distance: one edit for words of 5–7 letters, two from 8 letters. Suffixes are allowed
 to differ, since the vocabulary holds stems ("transform" for "transformers"). A candidate must be
 far more common than the word itself, so a rare but real word (a gene name, an acronym) is kept.
@@ -14,8 +14,9 @@ import sqlite3
 from collections import Counter
 
 _WORD = re.compile(r"[^\W\d_]{5,}", re.UNICODE)
-MIN_RATIO = 20  # a correction must occur in this many times more papers than the typed word
-MAX_TYPED_DF = 3  # words in more papers than this are never corrected
+MIN_RATIO = 20  # a correction for a word no paper has must be in at least this many papers
+KNOWN_RATIO = 50  # … and for a word some papers have, in this many times more
+MAX_TYPED_DF = 10  # words in more papers than this are never corrected (typos recur in abstracts)
 MAX_QUERY_WORDS = 12
 MAX_SUFFIX = 7  # letters porter may strip: "classification" → "classif"
 
@@ -46,7 +47,7 @@ def edit_distance(a: str, b: str, limit: int) -> int:
 
 def stem_distance(word: str, term: str, limit: int) -> float:
     """Distance from the typed word to a vocabulary stem, letting the word carry up to MAX_SUFFIX
-    extra letters of suffix at a cost of half an edit ("trasformers" → "transform": 1.5, not 3;
+    extra letters of suffix at a cost of half an edit (so `limit` edits plus a suffix pass) ("trasformers" → "transform": 1.5, not 3;
     porter cuts "classification" to "classif"). A stem under half the word's length ("pro" for
     "protien") is no candidate."""
     if len(term) < shortest_stem(word):
@@ -69,11 +70,15 @@ def shortest_stem(word: str) -> int:
 
 
 def _candidates(conn: sqlite3.Connection, word: str) -> list[tuple[str, int]]:
-    first = word[0]
+    """Indexed terms that start with the word's first two letters (or with them swapped, or with the
+    second and third swapped), of a plausible length. Two letters keep the scan to a few hundred terms (a few ms at 75k papers)."""
     shortest = shortest_stem(word)
-    return conn.execute("SELECT term, doc FROM papers_fts_vocab WHERE term >= ? AND term < ? "
-                        "AND length(term) BETWEEN ? AND ?",
-                        (first, first + "\U0010ffff", shortest, len(word) + 2)).fetchall()
+    out: list[tuple[str, int]] = []
+    for prefix in dict.fromkeys((word[:2], word[1] + word[0], word[0] + word[2])):
+        out += conn.execute("SELECT term, doc FROM papers_fts_vocab WHERE term >= ? AND term < ? "
+                            "AND length(term) BETWEEN ? AND ?",
+                            (prefix, prefix + "\U0010ffff", shortest, len(word) + 2)).fetchall()
+    return out
 
 
 def surface_form(conn: sqlite3.Connection, term: str, typed: str) -> str:
@@ -104,10 +109,10 @@ def corrections(conn: sqlite3.Connection, query: str) -> dict[str, str]:
         limit = max_edits(word)
         best: tuple[float, int, str] | None = None  # (distance, -doc count, term)
         for term, df in _candidates(conn, word):
-            if df < max(1, typed_df) * MIN_RATIO:
+            if df < (MIN_RATIO if typed_df == 0 else KNOWN_RATIO * typed_df):
                 continue
             d = stem_distance(word, term, limit)
-            if d <= limit and (best is None or (d, -df, term) < best):
+            if d <= limit + (0.5 if len(word) < 8 else 0) and (best is None or (d, -df, term) < best):
                 best = (d, -df, term)
         if best is not None:
             out[word] = surface_form(conn, best[2], word)
