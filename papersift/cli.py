@@ -67,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "index", "Bring full text, embeddings and the vector index in step with the catalog "
                  "(only what changed; resumable).", "papersift index")
-    p.add_argument("--embedder", help="embedder spec (default setting `embedder`, e.g. minilm, minilm-fp32)")
+    p.add_argument("--embedder", help="embedder spec (default setting `embedder`, e.g. minilm, minilm-fp32, static)")
+    p.add_argument("--fast", action="store_true",
+                   help="index with the static tier first (thousands of papers/s: searchable in minutes), then "
+                        "with the full model; interrupt and rerun at will, search uses the best complete index")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "search", "Search the catalog by words and meaning.",
@@ -246,36 +249,44 @@ def cmd_demo(args) -> int:
 
 
 def _search_context(settings, need_index: bool = True):
-    from papersift.index.build import index_folder, model_key
+    """(store, embedder, vector index) for search: the configured model's index, or the fast tier's
+    while the configured one is still being built (`papersift index --fast`)."""
+    from papersift.index.build import FAST_TIER, searchable_tier
     from papersift.index.embed import create_embedder
-    from papersift.index.vectors import open_or_none
 
     store = _open_store(settings)
-    embedder = create_embedder(settings.embedder, settings.resolved_data_dir / "models",
-                               api_key=settings.embedder_api_key)
-    index = open_or_none(index_folder(settings.resolved_data_dir, embedder), expect_model=model_key(embedder))
+    models = settings.resolved_data_dir / "models"
+    embedders = [create_embedder(settings.embedder, models, api_key=settings.embedder_api_key)]
+    if settings.embedder.strip().lower() != FAST_TIER:
+        embedders.append(create_embedder(FAST_TIER, models))
+    embedder, index = searchable_tier(store, settings.resolved_data_dir, embedders)
     if index is None and need_index:
         raise PapersiftError("there is no search index yet", hint="run `papersift index` first")
-    return store, embedder, index
+    return store, embedder or embedders[0], index
 
 
 def cmd_index(args) -> int:
     from tqdm import tqdm
 
-    from papersift.index.build import build_index
+    from papersift.index.build import FAST_TIER, build_index
     from papersift.index.embed import create_embedder
 
     settings = _settings(args)
     store = _open_store(settings)
-    embedder = create_embedder(args.embedder or settings.embedder, settings.resolved_data_dir / "models",
-                               api_key=settings.embedder_api_key)
-    bar = tqdm(desc="embed", unit=" papers", disable=args.quiet or None, file=sys.stderr, dynamic_ncols=True)
-    try:
-        report = build_index(store, embedder, settings.resolved_data_dir,
-                             on_progress=lambda done, n: bar.update(n))
-    finally:
-        bar.close()
-    print(report.summary())
+    models = settings.resolved_data_dir / "models"
+    specs = [args.embedder or settings.embedder]
+    if args.fast and specs[0].strip().lower() != FAST_TIER:
+        specs.insert(0, FAST_TIER)
+    for spec in specs:
+        embedder = create_embedder(spec, models, api_key=settings.embedder_api_key)
+        bar = tqdm(desc=f"embed ({spec})", unit=" papers", disable=args.quiet or None, file=sys.stderr,
+                   dynamic_ncols=True)
+        try:
+            report = build_index(store, embedder, settings.resolved_data_dir,
+                                 on_progress=lambda done, n, bar=bar: bar.update(n))
+        finally:
+            bar.close()
+        print(f"{spec}: {report.summary()}", flush=True)
     return 0
 
 

@@ -109,3 +109,39 @@ def test_ingest_a_real_payload_file(env):
     assert "200 added" in result.stdout
     shown = run("show", "0704.0001", "--json")
     assert json.loads(shown.stdout)["doi"] == "10.1103/physrevd.76.013009"
+
+
+def test_index_fast_then_search_and_related(env, capsys, tmp_path):
+    import gzip
+    import itertools
+
+    corpus = ROOT.parent / "shared" / "data" / "arxiv-daily" / "arxiv_papers.jsonl.gz"
+    small = tmp_path / "small.jsonl"
+    with gzip.open(corpus, "rt", encoding="utf-8") as f:
+        lines = list(itertools.islice(f, 30000, 30120))
+    small.write_text("".join(lines), encoding="utf-8")
+    first = json.loads(lines[0])
+    assert main(["ingest", "arxiv-daily", str(small), "--quiet"]) == 0
+    # the static tier alone: search and related work from it
+    assert main(["index", "--embedder", "static", "--quiet"]) == 0
+    assert "static: " in capsys.readouterr().out
+    assert main(["related", first["id"], "--json"]) == 0
+    related = json.loads(capsys.readouterr().out)
+    assert len(related) == 10 and first["id"] not in [h["id"] for h in related]
+    # --fast: the static tier (already done: nothing to embed), then the full model
+    assert main(["index", "--fast", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "static: " in out and "embedded 0 papers" in out.splitlines()[0]
+    assert "minilm: " in out and "embedded 120 papers" in out.splitlines()[1]
+    assert main(["search", first["title"], "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits[0]["id"] == first["id"] and hits[0]["reason"] == "matches your words and their meaning"
+    # a misspelt common word is corrected, and the table says so
+    from collections import Counter
+
+    counts = Counter(w for line in lines for w in set(re.findall(r"[a-z]{9,}", json.loads(line)["abstract"])))
+    word = counts.most_common(1)[0][0]
+    typo = word[:3] + word[4:]
+    assert main(["search", f"{typo} methods", "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"showing results for: {word} methods")

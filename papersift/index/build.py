@@ -151,3 +151,25 @@ def build_index(store: Store, embedder: Embedder, data_dir: Path, *,
     report.vectors = len(index)
     report.seconds["vectors"] = round(time.perf_counter() - t, 2)
     return report
+
+
+FAST_TIER = "static"  # the embedder spec of the fast tier (index/static.py)
+COMPLETE = 0.99  # an index holding this share of the catalog counts as complete
+
+
+def searchable_tier(store: Store, data_dir: Path, embedders: list[Embedder]) -> tuple[Embedder | None,
+                                                                                      VectorIndex | None]:
+    """The embedder and index that search should use, from `embedders` best first: the first whose
+    index covers the catalog, else the one covering most of it. So after `papersift index --fast` a
+    new catalog is searched with the static tier until the full model's index has caught up."""
+    papers = store.count_papers()
+    best: tuple[Embedder | None, VectorIndex | None] = (None, None)
+    for embedder in embedders:
+        index = open_or_none(index_folder(data_dir, embedder), expect_model=model_key(embedder))
+        if index is None:
+            continue
+        if len(index) >= COMPLETE * papers:
+            return embedder, index
+        if best[1] is None or len(index) > len(best[1]):
+            best = (embedder, index)
+    return best

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 MINILM_NAME = "all-MiniLM-L6-v2"
 MINILM_DIM = 384
 MAX_POSITIONS = 512  # MiniLM's position table; [CLS] and [SEP] take two of them
-SPEC_HELP = "Use 'minilm', 'minilm-int8', 'minilm-fp32' (optionally ':<max_tokens>') or '<base url>|<model>'."
+SPEC_HELP = ("Use 'minilm', 'minilm-int8', 'minilm-fp32' (optionally ':<max_tokens>'), 'static' (optionally "
+             "':<dim>') or '<base url>|<model>'.")
 
 
 class EmbedServiceError(PapersiftError):
@@ -322,13 +323,19 @@ def _retry_after(value: str | None, default: float) -> float:
 def create_embedder(spec: str, cache_dir: Path | str, *, api_key: str | None = None,
                     threads: int | None = None) -> Embedder:
     """An embedder from a spec string: 'minilm' (int8), 'minilm-fp32', 'minilm-int8:128' (max tokens),
-    or '<http(s) API base>|<model name>' for an OpenAI-compatible service."""
+    'static' or 'static:128' (the static tier distilled from MiniLM, index/static.py), or
+    '<http(s) API base>|<model name>' for an OpenAI-compatible service."""
     spec = spec.strip()
     if "|" in spec or spec.startswith(("http://", "https://")):
         url, _, model = spec.partition("|")
         if not model.strip():
             raise BadInput(f"embedder spec {spec!r} names no model", hint=SPEC_HELP)
         return HttpEmbedder(url.strip(), model.strip(), api_key=api_key)
+    static = re.fullmatch(r"static(?::(\d+))?", spec.lower())
+    if static:
+        from papersift.index.static import DEFAULT_DIM, StaticEmbedder  # static.py imports this module
+
+        return StaticEmbedder(cache_dir, dim=int(static.group(1) or DEFAULT_DIM), threads=threads)
     match = re.fullmatch(r"minilm(?:-(int8|fp32))?(?::(\d+))?", spec.lower())
     if not match:
         raise BadInput(f"unknown embedder {spec!r}", hint=SPEC_HELP)

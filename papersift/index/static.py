@@ -1,8 +1,9 @@
 """A static embedding tier distilled from all-MiniLM-L6-v2: a token → vector table and a mean, no network.
 
-Why: MiniLM int8 embeds ~30-40 abstracts/s on 2 cores, so a bulk import of a million papers would wait
-days to become searchable. The static table embeds thousands a second; the catalog is re-embedded with
-the full model later (the two embedders have different `version`s, so their vectors never mix).
+Why: MiniLM int8 embeds ~28 abstracts/s on 2 cores (bench/results/embed_speed.json), so a bulk import
+of a million papers would wait ten days to become searchable. The static table embeds thousands a
+second on one core; the catalog is re-embedded with the full model later (the two embedders have
+different `version`s, so their vectors never mix).
 
 The recipe is model2vec's (MinishLab/model2vec, `distill`), re-implemented on our own ONNX graph with numpy:
 
@@ -13,8 +14,9 @@ The recipe is model2vec's (MinishLab/model2vec, `distill`), re-implemented on ou
      token's own output position, or with the mean, both retrieve worse on SciFact and on arXiv kNN;
   2. PCA (centred, numpy SVD) down to `dim`, with each axis's sign fixed so a rebuild gives the same table;
   3. SIF weighting a / (a + p(rank)), a = 1e-4, where p is a Zipf distribution over the token's rank in
-     the vocabulary (BERT's vocabulary is roughly frequency-ordered), so "the" and "," weigh ~0.2 %
-     of a rare word and a text's vector is carried by its content words.
+     the vocabulary (BERT's vocabulary is roughly frequency-ordered), so a text's vector is carried by
+     its content words: "," ends up at 0.5 % of "protein"'s length, "the" at 20 % (BERT lists ~1,000
+     single characters before "the", so the rank flatters common words a little).
 
 A text's vector is the L2-normalised sum of its tokens' rows (no [CLS]/[SEP]; [UNK] and special tokens
 count for nothing, as in model2vec; the first 512 tokens of the first 8,192 characters). A text with no
@@ -113,7 +115,8 @@ def run_states(session, hidden: str, sequences: np.ndarray) -> np.ndarray:
 def distill_states(model_dir: Path, cache_dir: Path, *, precision: str = DISTILL_PRECISION,
                    threads: int = 1) -> dict:
     """The expensive step, once per model: every content token's MiniLM vector (mean of `[SEP] t [CLS]`),
-    and the vector of the empty text `[CLS] [SEP]`. Returns {"token_ids", "states", "empty", "vocab_size"}."""
+    and the vector of the empty text `[CLS] [SEP]`. Returns {"token_ids", "states", "empty", "vocab_size",
+    "precision", "pooling"}: distill() takes it back as `states` to make tables of several dims from one run."""
     tokens = read_vocab(model_dir)
     cls_id, sep_id = tokens.index("[CLS]"), tokens.index("[SEP]")
     token_ids = content_token_ids(tokens)
@@ -122,7 +125,8 @@ def distill_states(model_dir: Path, cache_dir: Path, *, precision: str = DISTILL
     sequences = np.stack([np.full(n, sep_id), token_ids, np.full(n, cls_id)], axis=1).astype(np.int64)
     states = run_states(session, hidden, sequences)
     empty = run_states(session, hidden, np.array([[cls_id, sep_id]], np.int64))[0]
-    return {"token_ids": token_ids, "states": states, "empty": empty, "vocab_size": len(tokens)}
+    return {"token_ids": token_ids, "states": states, "empty": empty, "vocab_size": len(tokens),
+            "precision": precision, "pooling": "mean of last hidden states of [SEP] token [CLS]"}
 
 
 def fit_pca(states: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -164,25 +168,28 @@ def check_dim(dim: int) -> int:
 
 
 def distill(model_dir: Path | str, out_path: Path | str, dim: int = DEFAULT_DIM, *,
-            cache_dir: Path | str | None = None, precision: str = DISTILL_PRECISION, threads: int = 1) -> dict:
+            cache_dir: Path | str | None = None, precision: str = DISTILL_PRECISION, threads: int = 1,
+            states: dict | None = None) -> dict:
     """Distil the static table for `dim` and write it to `out_path` atomically; returns its metadata.
-    `cache_dir` holds the ONNX graph (default: out_path's folder); `threads` are onnxruntime's (~25 s on one)."""
+    `cache_dir` holds the ONNX graph (default: out_path's folder); `threads` are onnxruntime's (~25 s on
+    one core). `states` from distill_states skips the model run (then `precision` is the states')."""
     dim = check_dim(dim)
     model_dir, out_path = Path(model_dir), Path(out_path)
     started = time.perf_counter()
-    distilled = distill_states(model_dir, Path(cache_dir) if cache_dir else out_path.parent,
-                               precision=precision, threads=threads)
-    table, empty, explained = build_table(distilled, dim)
+    if states is None:
+        states = distill_states(model_dir, Path(cache_dir) if cache_dir else out_path.parent,
+                                precision=precision, threads=threads)
+    table, empty, explained = build_table(states, dim)
     metadata = {
         "recipe_version": RECIPE_VERSION, "dim": str(dim),
         "source_model": MINILM_NAME, "source_sha256": onnx_minilm.file_sha256(model_dir / onnx_minilm.WEIGHTS_FILE),
-        "source_precision": precision, "onnx_builder_version": onnx_minilm.BUILDER_VERSION,
-        "pooling": "mean of last hidden states of [SEP] token [CLS]", "pca": f"centred, {dim} of 384 axes",
+        "source_precision": states["precision"], "onnx_builder_version": onnx_minilm.BUILDER_VERSION,
+        "pooling": states["pooling"], "pca": f"centred, {dim} of {states['states'].shape[1]} axes",
         "pca_explained_variance": f"{explained:.4f}", "sif_coefficient": repr(SIF_COEFFICIENT),
-        "tokens": str(len(distilled["token_ids"])), "seconds": f"{time.perf_counter() - started:.1f}",
+        "tokens": str(len(states["token_ids"])), "seconds": f"{time.perf_counter() - started:.1f}",
     }
     save_table(out_path, table, empty, metadata)
-    log.info("distilled %s (%d tokens, %d-d) in %s s", out_path.name, len(distilled["token_ids"]), dim, metadata["seconds"])
+    log.info("distilled %s (%s tokens, %d-d) in %s s", out_path.name, metadata["tokens"], dim, metadata["seconds"])
     return metadata
 
 
@@ -277,11 +284,12 @@ def _load_valid(path: Path, model_dir: Path, dim: int):
 
 class WordPieceIds:
     """MiniLM's WordPiece ids of many texts, fast. The `tokenizers` library does ~1,400 abstracts/s on
-    one core, slower than everything else here together. Most abstracts are plain ASCII, and for those
-    BERT's normaliser and pre-tokeniser reduce to: lowercase, split into runs of [a-z0-9] and single
-    other characters; each such word's ids are then looked up in a dict filled by the real tokenizer,
-    ~10,000 abstracts/s. Any other text (non-ASCII, control characters, literal special tokens) goes
-    to the real tokenizer whole. tests/test_index_static.py checks both give the same ids."""
+    one core (~2,300 on both), slower than everything else here together. 99.6 % of arXiv abstracts are
+    plain ASCII, and for those BERT's normaliser and pre-tokeniser reduce to: lowercase, split into runs
+    of [a-z0-9] and single other characters. Each word's ids then come from a dict that the real
+    tokenizer fills, a batch of new words at a time: ~7,000 abstracts/s on one core once the common
+    words are known. Any other text (non-ASCII, control characters, literal special tokens) goes to
+    the real tokenizer whole. tests/test_index_static.py checks that both give the same ids."""
 
     WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
     # BERT's normaliser deletes control characters (joining the words around them), and the tokenizer
@@ -301,28 +309,32 @@ class WordPieceIds:
         self.tokenizer = tokenizer
         self.memo: dict[str, list[int]] = {}
 
-    def word_ids(self, word: str) -> list[int]:
-        ids = self.memo.get(word)
-        if ids is None:
-            if len(self.memo) >= self.memo_limit:
-                self.memo = {}
-            ids = self.memo[word] = self.tokenizer.encode(word, add_special_tokens=False).ids
-        return ids
-
-    def plain_ids(self, text: str) -> list[int] | None:
-        """The ids of an ASCII text by the word route, or None when it needs the real tokenizer."""
+    def plain_words(self, text: str) -> list[str] | None:
+        """An ASCII text's words as BERT's pre-tokeniser splits them, or None when it needs the real tokenizer."""
         if not text.isascii() or self.CONTROL.search(text) or ("[" in text and self.SPECIAL.search(text)):
             return None
-        words = self.WORD.findall(text.lower())
-        try:
-            pieces = list(map(self.memo.__getitem__, words))  # the loop in C: most words are known
-        except KeyError:
-            pieces = [self.word_ids(word) for word in words]
-        return list(itertools.chain.from_iterable(pieces))[:MAX_TOKENS]
+        return self.WORD.findall(text.lower())
+
+    def learn(self, words: list[list[str]]) -> dict[str, list[int]]:
+        """The memo, now holding every word given: the new ones go to the tokenizer in one batch (one call
+        per word costs ~30 us, a batch a fraction of that)."""
+        memo = self.memo
+        seen = set().union(*words)
+        new = seen.difference(memo)
+        if len(memo) + len(new) > self.memo_limit:
+            self.memo = memo = {}  # a new dict, not clear(): a concurrent call keeps reading the one it holds
+            new = seen
+        new = sorted(new)
+        for word, encoding in zip(new, self.tokenizer.encode_batch(new, add_special_tokens=False)):
+            memo[word] = encoding.ids
+        return memo
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
         texts = [t[:MAX_CHARS] for t in texts]
-        ids = [self.plain_ids(t) for t in texts]
+        words = [self.plain_words(t) for t in texts]
+        memo = self.learn([w for w in words if w is not None])
+        ids = [None if w is None else list(itertools.chain.from_iterable(map(memo.__getitem__, w)))[:MAX_TOKENS]
+               for w in words]
         rest = [i for i, found in enumerate(ids) if found is None]
         if rest:
             encoded = self.tokenizer.encode_batch([texts[i] for i in rest], add_special_tokens=False)

@@ -47,7 +47,7 @@ def edit_distance(a: str, b: str, limit: int) -> int:
 
 def stem_distance(word: str, term: str, limit: int) -> float:
     """Distance from the typed word to a vocabulary stem, letting the word carry up to MAX_SUFFIX
-    extra letters of suffix at a cost of half an edit (so `limit` edits plus a suffix pass) ("trasformers" → "transform": 1.5, not 3;
+    extra letters of suffix at a cost of half an edit ("trasformers" → "transform": 1.5, not 3;
     porter cuts "classification" to "classif"). A stem under half the word's length ("pro" for
     "protien") is no candidate."""
     if len(term) < shortest_stem(word):
@@ -71,7 +71,8 @@ def shortest_stem(word: str) -> int:
 
 def _candidates(conn: sqlite3.Connection, word: str) -> list[tuple[str, int]]:
     """Indexed terms that start with the word's first two letters (or with them swapped, or with the
-    second and third swapped), of a plausible length. Two letters keep the scan to a few hundred terms (a few ms at 75k papers)."""
+    second and third swapped), of a plausible length. Two letters keep the scan to a few hundred
+    terms (a few ms at 75k papers)."""
     shortest = shortest_stem(word)
     out: list[tuple[str, int]] = []
     for prefix in dict.fromkeys((word[:2], word[1] + word[0], word[0] + word[2])):
