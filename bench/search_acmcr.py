@@ -6,7 +6,7 @@
 Queries: the <desc> (citation-context paragraph) of each topic in contexts.topics that has at least one
 relevant paper in the index; index: the corpus minus blacklist.txt (the 50 citing papers), year ≤ 2020
 (records without a year are kept: nothing in the corpus is later than 2020); relevant: contexts.qrels.
-Systems: BM25 (papersift's SQLite FTS5, Searcher.lexical), TF-IDF cosine (1–2-grams, sublinear tf:
+Systems: BM25 (papersift's in-memory index, Searcher.lexical), TF-IDF cosine (1–2-grams, sublinear tf:
 arxiv-sanity-lite's method; scikit-learn, bench only), dense (papersift's embedder, Searcher.dense),
 RRF(BM25, dense) with k = 60, and papersift's default (Searcher.search). Recall@10, nDCG@10, MRR (of the
 top 100) and Recall@100, with 95 % bootstrap CIs, and a paired bootstrap of the default against the best
@@ -44,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics import per_query, print_table, summary, timed, versus_best, write_result  # noqa: E402
 
 from papersift.ids import normalize_doi  # noqa: E402
-from papersift.index.build import build_index, index_folder, model_key  # noqa: E402
+from papersift.index.build import build_index, index_folder, lexical_folder, model_key  # noqa: E402
 from papersift.index.embed import create_embedder  # noqa: E402
+from papersift.index.lexical import open_lexical_index  # noqa: E402
 from papersift.index.vectors import open_or_none  # noqa: E402
 from papersift.models import Paper  # noqa: E402
 from papersift.rank.search import FusionParams, Ranked, Searcher, fused_scores  # noqa: E402
@@ -167,6 +168,7 @@ class Catalog:
     embedder: object
     index: object
     report: dict
+    bm25: object = None
 
     @property
     def model(self) -> str:
@@ -204,7 +206,8 @@ def open_catalog(workdir: Path, papers: list[Paper], spec: str) -> Catalog:
     print(f"  {report.summary()} ({seconds['build_index']:.0f} s)", flush=True)
     index = open_or_none(index_folder(workdir, embedder), expect_model=model_key(embedder))
     return Catalog(store, embedder, index, {"summary": report.summary(), "embedded_now": report.embedded,
-                                            "seconds": {**seconds, **report.seconds}})
+                                            "seconds": {**seconds, **report.seconds}},
+                   open_lexical_index(lexical_folder(workdir)))
 
 
 def doi_of(store) -> dict[int, str]:
@@ -277,7 +280,7 @@ def main(argv=None) -> None:
     workdir = Path(args.workdir) if args.workdir else default_workdir("acmcr", args.limit_docs)
     print(f"{len(chosen):,} papers in the index, {len(contexts)} contexts with relevant papers", flush=True)
     catalog = open_catalog(workdir, [acm_paper(d, doc) for d, doc in chosen.items()], args.embedder)
-    searcher = Searcher(catalog.store, catalog.embedder, catalog.index)
+    searcher = Searcher(catalog.store, catalog.embedder, catalog.index, bm25=catalog.bm25)
     seconds: dict = {}
     texts = [text for _, text, _ in contexts]
     with timed(seconds, "tfidf"):

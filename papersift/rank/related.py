@@ -17,7 +17,7 @@ from papersift.index.vectors import VectorIndex
 from papersift.models import Hit, Paper
 from papersift.store.base import Store
 
-CO_WEIGHT = 0.5
+CO_WEIGHT = 0.25
 EXTRA = 10  # candidates beyond k, to make up for copies of the paper that are dropped
 
 
