@@ -142,12 +142,12 @@ def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers
             return embedder.embed(texts, batch_size)
 
     with pytest.raises(KeyboardInterrupt):
-        embed_pending(store, Crashing(), batch=40)
+        embed_pending(store, Crashing(), batch=40, seconds_per_batch=None)
     assert len(store.papers_to_embed(model_key(embedder))) == 40  # two batches of 40 were saved
     # a stale index file from before the crash is brought in step, not trusted
     folder = tmp_path / "vectors"
     sync_vector_index(store, embedder, folder)
-    assert embed_pending(store, embedder, batch=40) == 40
+    assert embed_pending(store, embedder, batch=40, seconds_per_batch=None) == 40
     index, action = sync_vector_index(store, embedder, folder)
     assert len(index) == 120 and "40 new" in action
     ids, vectors = store.load_embeddings(model_key(embedder), embedder.dim)

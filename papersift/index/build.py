@@ -59,18 +59,27 @@ class IndexReport:
         return "; ".join(parts)
 
 
-def embed_pending(store: Store, embedder: Embedder, *, batch: int = 256,
+def embed_pending(store: Store, embedder: Embedder, *, batch: int = 256, seconds_per_batch: float | None = 3.0,
                   on_progress: Callable[[int, int], None] | None = None) -> int:
-    """Embed every paper with no (or an outdated) vector for this model, `batch` papers per transaction.
-    An interruption loses at most the batch in flight; the next call carries on."""
+    """Embed every paper with no (or an outdated) vector for this model, one transaction per batch.
+    An interruption loses at most the batch in flight; the next call carries on. Batches start at
+    `batch` papers and grow or shrink towards `seconds_per_batch` of work, so a fast embedder (the
+    static tier: thousands a second) is not held back by per-batch overhead, and a slow one still
+    commits often (None: every batch is `batch` papers)."""
     key = model_key(embedder)
     done = 0
+    after = (0, 0)
     while True:
-        rows = store.papers_to_embed(key, limit=batch)
+        rows = store.papers_to_embed(key, limit=batch, after=after)
         if not rows:
             return done
+        started = time.perf_counter()
         vectors = embedder.embed([paper_text(title, abstract) for _, _, title, abstract in rows])
         store.save_embeddings(key, [(pid, seq) for pid, seq, _, _ in rows], vectors)
+        elapsed = time.perf_counter() - started
+        if seconds_per_batch:
+            batch = int(min(max(batch * seconds_per_batch / max(elapsed, 1e-3), 32), 16384, batch * 4))
+        after = (rows[-1][1], rows[-1][0])
         done += len(rows)
         if on_progress:
             on_progress(done, len(rows))

@@ -463,13 +463,16 @@ class SQLiteStore(ReaderTables):
         """{typed word: indexed term} for the query's words that (almost) no paper contains."""
         return spelling.corrections(self.conn, query)
 
-    def papers_to_embed(self, model: str, limit: int = 1000) -> list[tuple[int, int, str, str]]:
+    def papers_to_embed(self, model: str, limit: int = 1000,
+                        after: tuple[int, int] = (0, 0)) -> list[tuple[int, int, str, str]]:
         """(id, change_seq, title, abstract) of papers with no embedding for `model`, or an outdated one,
-        oldest change first: an interrupted embedding run resumes where it stopped."""
+        oldest change first: an interrupted embedding run resumes where it stopped. `after` = the last
+        (change_seq, id) returned, so a run pages forward instead of re-scanning what it has done."""
         return [tuple(r) for r in self.conn.execute(
             "SELECT p.id, p.change_seq, p.title, p.abstract FROM papers p LEFT JOIN embeddings e "
-            "ON e.model = ? AND e.paper_id = p.id WHERE e.paper_id IS NULL OR e.seq < p.change_seq "
-            "ORDER BY p.change_seq, p.id LIMIT ?", (model, limit))]
+            "ON e.model = ? AND e.paper_id = p.id WHERE (p.change_seq, p.id) > (?, ?) "
+            "AND (e.paper_id IS NULL OR e.seq < p.change_seq) "
+            "ORDER BY p.change_seq, p.id LIMIT ?", (model, *after, limit))]
 
     def save_embeddings(self, model: str, rows: Sequence[tuple[int, int]], vectors: np.ndarray) -> None:
         """Store vectors for (paper id, change_seq) rows, in one transaction."""
