@@ -186,7 +186,7 @@ def _progress(total: int):
     return report
 
 
-def open_catalog(workdir: Path, papers: list[Paper], spec: str) -> Catalog:
+def open_catalog(workdir: Path, papers: list[Paper], spec: str, threads: int = 1) -> Catalog:
     """A catalog in `workdir` holding `papers` (upserted through papersift), indexed with build_index.
     Reused across runs: only papers without a vector for this embedder are embedded."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def open_catalog(workdir: Path, papers: list[Paper], spec: str) -> Catalog:
     if store.count_papers() != len(papers):
         raise SystemExit(f"{workdir} holds {store.count_papers():,} papers, not the {len(papers):,} wanted: "
                          "it was built for another subset; pass another --workdir")
-    embedder = create_embedder(spec, workdir / "models", threads=1)
+    embedder = create_embedder(spec, workdir / "models", threads=threads)
     todo = len(papers) - store.embedding_models().get(model_key(embedder), 0)
     print(f"catalog {workdir}: {len(papers):,} papers, {todo:,} to embed with {model_key(embedder)}", flush=True)
     with timed(seconds, "build_index"):
@@ -267,6 +267,7 @@ def search_runs(searcher: Searcher, doi: dict[int, str], queries: list[str], sec
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--embedder", default="minilm", help="papersift embedder spec (default minilm; e.g. minilm:128)")
+    ap.add_argument("--threads", type=int, default=1, help="embedder threads (default 1: leaves a core free)")
     ap.add_argument("--limit-docs", type=int, default=None,
                     help="index a seeded subset of N papers that keeps every relevant one (quick runs)")
     ap.add_argument("--workdir", help="catalog + index folder, reused (default bench/results/work/acmcr[-limitN])")
@@ -279,7 +280,7 @@ def main(argv=None) -> None:
     _, chosen, _, contexts, _ = acm_index(args.limit_docs)
     workdir = Path(args.workdir) if args.workdir else default_workdir("acmcr", args.limit_docs)
     print(f"{len(chosen):,} papers in the index, {len(contexts)} contexts with relevant papers", flush=True)
-    catalog = open_catalog(workdir, [acm_paper(d, doc) for d, doc in chosen.items()], args.embedder)
+    catalog = open_catalog(workdir, [acm_paper(d, doc) for d, doc in chosen.items()], args.embedder, args.threads)
     searcher = Searcher(catalog.store, catalog.embedder, catalog.index, bm25=catalog.bm25)
     seconds: dict = {}
     texts = [text for _, text, _ in contexts]
