@@ -96,13 +96,13 @@ def tfidf_runs(docs: dict, queries: list, depth: int = 100) -> list[list[str]]:
     return [[names[j] for j in row] for row in top]
 
 
-def open_corpus(workdir: Path, docs: dict):
+def open_corpus(workdir: Path, docs: dict, spec: str = "minilm"):
     store = open_store(str(workdir / "catalog.db"), migrate=True)
     # SciFact documents have no DOI or arXiv id: a DOI under the 10.5555 test prefix gives each
     # document its own identity in the catalog (titles alone could merge two documents)
     store.upsert_papers([Paper(title=title or f"SciFact {doc_id}", abstract=abstract, source="scifact",
                                doi=f"10.5555/scifact.{doc_id}") for doc_id, (title, abstract) in docs.items()])
-    embedder = create_embedder("minilm", workdir / "models")
+    embedder = create_embedder(spec, workdir / "models")
     t = time.perf_counter()
     report = build_index(store, embedder, workdir)
     seconds = time.perf_counter() - t
@@ -116,7 +116,7 @@ def tune(searcher: Searcher, queries: list, doc_of: dict, tuning: set[str]) -> N
     lists = [(searcher.lexical(text, 100, None), searcher.dense(text, 100, None), rel)
              for qid, text, rel in queries if qid in tuning]
     for method, grid in (("rrf", [(1.0, w, k) for k in (10, 30, 60) for w in (0.6, 0.8, 1.0)]),
-                         ("convex", [(a, round(1 - a, 2), 60) for a in (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)])):
+                         ("convex", [(a, round(1 - a, 2), 60) for a in (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0)])):
         for wl, wd, k in grid:
             params = FusionParams(method=method, lexical_weight=wl, dense_weight=wd, k=k)
             values = []
@@ -147,6 +147,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "search_scifact.json"))
     ap.add_argument("--workdir", help="keep the catalog and its index here and reuse them (default: a temp folder)")
+    ap.add_argument("--embedder", default="minilm", help="embedder spec (default minilm; e.g. static)")
     ap.add_argument("--tune", action="store_true", help="grid-search fusion weights on the tuning split, then stop")
     args = ap.parse_args()
     load_before = Path("/proc/loadavg").read_text().split()[:3]
@@ -158,7 +159,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="papersift-scifact-") as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        store, embedder, index, bm25, index_seconds = open_corpus(workdir, docs)
+        store, embedder, index, bm25, index_seconds = open_corpus(workdir, docs, args.embedder)
         searcher = Searcher(store, embedder, index, bm25=bm25)
         doc_of = {p.id: p.doi.rsplit(".", 1)[1] for p in store.iter_papers()}
         if args.tune:
@@ -180,7 +181,7 @@ def main() -> None:
         query_seconds = time.perf_counter() - t
     results: dict = {"protocol": "SciFact train claims (../shared/data/README.md, protocol 1)",
                      "queries": len(queries), "documents": len(docs), "tuning_split_queries": len(tuning),
-                     "default_params": vars(FusionParams())}
+                     "embedder": model_key(embedder), "default_params": vars(searcher.params)}
     everything = list(range(len(queries)))
     held_out = [i for i, q in enumerate(queries) if q[0] not in tuning]
     for label, subset in (("all", everything), ("held_out", held_out)):
