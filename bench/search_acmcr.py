@@ -296,7 +296,7 @@ def main(argv=None) -> None:
         "protocol": "ACM-CR citation contexts (../shared/data/README.md, protocol 2)",
         "queries": len(contexts), "documents": len(chosen), "limit_docs": args.limit_docs,
         "embedder": args.embedder, "model": catalog.model, "workdir": str(workdir),
-        "default_params": vars(FusionParams()), "rrf_params": vars(RRF),
+        "default_params": vars(searcher.params), "rrf_params": vars(RRF),
         "notes": "MRR over the top 100; relevant = qrels DOIs inside the index; BM25/dense/RRF/default are "
                  "papersift's own Searcher calls; the default is Searcher.search (convex fusion).",
         "systems": table, "paired_default_vs_best_baseline": paired,
