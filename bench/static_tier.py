@@ -4,9 +4,10 @@
 
 - distillation time (one onnxruntime thread), split into the ONNX graph build, the model run over the
   vocabulary and the PCA/weighting/save;
-- throughput (abstracts/s, one core each) on 2,000 seeded arxiv-daily papers, text = title + ". " +
-  abstract: StaticEmbedder cold (fresh word memo) and warm, the `tokenizers` library alone, and
-  MiniLMEmbedder int8 with 256 tokens;
+- throughput (abstracts/s) on 2,000 seeded arxiv-daily papers, text = title + ". " + abstract:
+  StaticEmbedder cold (fresh word memo) and warm (Python on one core; the tokenizers library's own
+  thread pool for batches of new words and non-ASCII texts), the `tokenizers` library alone (all
+  cores), and MiniLMEmbedder int8 with 256 tokens on --minilm-threads threads (default 1);
 - agreement with MiniLM on those 2,000: Spearman/Pearson correlation of all pairwise cosines, and the
   mean overlap of each paper's 10 nearest neighbours;
 - quality: SciFact nDCG@10 / Recall@100 of dense retrieval (../shared/data/README.md protocol 1) and
@@ -48,6 +49,9 @@ from papersift.index.static import StaticEmbedder  # noqa: E402
 
 TAXONOMY = re.compile(r"^[a-z-]+\.[A-Za-z-]+$")
 SEED = 0
+# Written from this script's last run (bench/results/static_tier.json): re-read "dims" when re-running.
+DEFAULT_WHY = ("256: 384 adds +0.005 SciFact nDCG@10 (inside the CI) and no kNN accuracy for a 1.5x table and "
+               "~26% lower throughput; 128 loses 0.056 nDCG@10")
 
 
 def load_arxiv() -> list[tuple[str, str]]:
@@ -203,7 +207,7 @@ def main() -> None:
         minilm_rate = round(len(speed_texts) / (time.perf_counter() - t), 1)
         results["throughput"] = {
             "texts": len(speed_texts), "unit": "abstracts/s",
-            "static_d256_cold": cold, "static_d256_warm": warm, "tokenizers_library_alone": tokenizer_only,
+            "static_d256_cold": cold, "static_d256_warm": warm, "tokenizers_library_alone_all_cores": tokenizer_only,
             "minilm_int8_tok256": minilm_rate, "minilm_threads": args.minilm_threads,
             "speedup_cold_vs_minilm": round(cold / minilm_rate, 1),
             "mean_tokens": round(float(mean_tokens), 1)}
@@ -239,7 +243,7 @@ def main() -> None:
         results["recipe_variants"]["fp32_graph"]["model_run_s"] = round(fp32_seconds, 1)
 
     results["default"] = {"dim": static.DEFAULT_DIM, "sif_coefficient": static.SIF_COEFFICIENT,
-                          "precision": static.DISTILL_PRECISION}
+                          "precision": static.DISTILL_PRECISION, "why": DEFAULT_WHY}
     results["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                           "loadavg_before": load_before, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3]}
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -47,7 +47,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("arxiv_api_url", "https://export.arxiv.org/api/query", "arXiv API endpoint."),
     Setting("arxiv_rss_url", "https://rss.arxiv.org/rss/", "arXiv announcement RSS base URL."),
     Setting("hf_daily_url", "https://huggingface.co/api/daily_papers", "Hugging Face daily papers API."),
-    Setting("embedder", "minilm", "Embedding model: minilm (int8 ONNX, default), minilm-fp32, "
+    Setting("embedder", "minilm", "Embedding model: minilm (int8 ONNX, default), minilm-fp32, static (fast tier "
+            "distilled from MiniLM; static:128 / static:384 for other sizes), "
             "or <OpenAI-compatible base URL>|<model> for a model served elsewhere."),
     Setting("embedder_api_key", None, "API key for an HTTP embedder.", secret=True),
     Setting("secret_key", None, "Key that signs sessions and unsubscribe links.", secret=True),
