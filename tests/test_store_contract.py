@@ -323,3 +323,56 @@ def test_two_arxiv_papers_sharing_a_doi_in_one_batch(db):
     assert db.get_paper("2401.00007").doi is None
     again = db.upsert_papers(batch)
     assert (again.added, again.updated, again.unchanged) == (0, 0, 8)
+
+
+# -- accounts and engagement ---------------------------------------------------------------------
+
+def test_sessions_expire_and_end_with_the_user(db):
+    user = db.create_user("ada", "ada@example.org", "hash")
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    db.create_session(user.id, "h1", now + dt.timedelta(days=1))
+    db.create_session(user.id, "h2", now + dt.timedelta(days=1))
+    assert db.session_user("h1", now).id == user.id
+    assert db.session_user("h1", now + dt.timedelta(days=2)) is None  # expired: gone for good
+    assert db.session_user("h1", now) is None
+    assert db.session_user("nope", now) is None
+    db.create_session(user.id, "h3", now + dt.timedelta(days=1))
+    assert db.delete_sessions(user.id, keep="h3") == 1  # h2 ends, h3 stays
+    assert db.session_user("h2", now) is None and db.session_user("h3", now).id == user.id
+    db.delete_user(user.id)
+    assert db.session_user("h3", now) is None
+
+
+def test_api_tokens_belong_to_their_owner(db):
+    ada, bob = db.create_user("ada"), db.create_user("bob")
+    tid = db.create_api_token(ada.id, "my script", "th1")
+    assert db.token_user("th1").id == ada.id
+    assert db.api_tokens(ada.id)[0]["name"] == "my script" and db.api_tokens(ada.id)[0]["last_used_at"]
+    assert db.api_tokens(bob.id) == []
+    with pytest.raises(NotFound):
+        db.delete_api_token(bob.id, tid)  # not bob's
+    assert db.token_user("th1").id == ada.id
+    db.delete_api_token(ada.id, tid)
+    assert db.token_user("th1") is None
+    with pytest.raises(BadInput):
+        db.create_api_token(ada.id, "  ", "th2")
+
+
+def test_engagement_counts_each_reader_once_per_kind(db):
+    db.upsert_papers([paper(1), paper(2)])
+    p1, p2 = db.get_paper("2401.00001").id, db.get_paper("2401.00002").id
+    ada, bob = db.create_user("ada"), db.create_user("bob")
+    t0 = dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc)
+    db.add_interaction(ada.id, p1, "upvote", t0)
+    db.add_interaction(ada.id, p1, "upvote", t0)  # a repeat is no second vote
+    db.add_interaction(bob.id, p1, "upvote", t0 + dt.timedelta(hours=1))
+    for i in range(5):
+        db.add_interaction(ada.id, p1, "view", t0 + dt.timedelta(minutes=i))
+    db.add_interaction(bob.id, p2, "save", t0 + dt.timedelta(days=3))
+    got = db.engagement()
+    assert got[p1]["upvote"] == 2 and got[p1]["view"] == 1 and got[p1]["save"] == 0
+    assert got[p2]["save"] == 1
+    window = db.engagement(since=t0, until=t0 + dt.timedelta(days=1))
+    assert set(window) == {p1}
+    assert db.engagement(paper_ids=[p2]) == {p2: {"upvote": 0, "save": 1, "view": 0, "dismiss": 0}}
+    assert db.engagement(paper_ids=[]) == {}

@@ -27,6 +27,7 @@ from papersift.store.base import Stats, UpsertResult
 from papersift.store.fulltext import Filters
 from papersift.store.merge import merge_papers, normalize_identifiers, same_content
 from papersift.store.migrations import load_migrations
+from papersift.store.sqlite_accounts import AccountTables
 from papersift.store.sqlite_readers import ReaderTables
 from papersift.store.sqlite_rows import _P_COLUMNS, _PAPER_COLUMNS, _iso, _now, _row_to_paper
 
@@ -73,7 +74,7 @@ def sqlite_path(url: str) -> str:
     return url
 
 
-class SQLiteStore(ReaderTables):
+class SQLiteStore(ReaderTables, AccountTables):
     """A catalog in one SQLite file. Safe to share across threads: each thread has its own connection."""
 
     def __init__(self, url: str):
