@@ -89,16 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10, help="results (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = _command(sub, "demo", "Create the catalog and load the bundled sample of real recent arXiv papers.",
-                 "papersift demo")
+    p = _command(sub, "demo", "Create the catalog, load the bundled sample of real recent arXiv papers and "
+                 "index it (then `papersift serve`).", "papersift demo")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-index", action="store_true", help="only load the papers")
+
+    p = _command(sub, "serve", "Run the website and JSON API.", "papersift serve --port 8000")
+    p.add_argument("--host", help="listen address (default setting `host`, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default setting `port`, 8000)")
+    p.add_argument("--workers", type=int, help="worker processes (default setting `workers`, 1)")
     return parser
 
 
-def _settings(args):
+def _settings(args, **overrides):
     return load_settings({"data_dir": args.data_dir, "database_url": args.database_url,
                           "config_file": args.config_file,
-                          "batch_size": getattr(args, "batch_size", None)})
+                          "batch_size": getattr(args, "batch_size", None), **overrides})
 
 
 def _open_store(settings, migrate: bool = True):
@@ -245,7 +251,21 @@ def cmd_demo(args) -> int:
     _print_report(report)
     print()
     args.json = False
-    return cmd_stats(args)
+    cmd_stats(args)
+    if not args.no_index:
+        args.embedder, args.fast = None, False
+        print()
+        cmd_index(args)
+        print("\nnext: `papersift serve` and open the address it prints")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from papersift.web.serve import serve
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers)) if v is not None}
+    settings = _settings(args, **overrides)
+    return serve(settings)
 
 
 def _search_context(settings, need_index: bool = True):
@@ -357,7 +377,7 @@ def cmd_related(args) -> int:
     return 0
 
 
-COMMANDS = {"init": cmd_init, "index": cmd_index, "search": cmd_search, "related": cmd_related,
+COMMANDS = {"serve": cmd_serve, "init": cmd_init, "index": cmd_index, "search": cmd_search, "related": cmd_related,
             "ingest": cmd_ingest, "stats": cmd_stats, "show": cmd_show,
             "config": cmd_config, "demo": cmd_demo}
 

@@ -40,6 +40,21 @@ class Conflict(PapersiftError):
     status = 409
 
 
+class Unauthorized(PapersiftError):
+    status = 401
+    hint = "Log in, or send an API token as `Authorization: Bearer <token>` (make one on your account page)."
+
+
+class Forbidden(PapersiftError):
+    status = 403
+    hint = "Reload the page and try again."
+
+
+class TooManyRequests(PapersiftError):
+    status = 429
+    hint = "Wait a minute and try again."
+
+
 class SourceError(PapersiftError):
     """A source could not be read at all: a missing file, an unreachable server, an error reply."""
 

@@ -51,7 +51,13 @@ SETTINGS: tuple[Setting, ...] = (
             "distilled from MiniLM; static:128 / static:384 for other sizes), "
             "or <OpenAI-compatible base URL>|<model> for a model served elsewhere."),
     Setting("embedder_api_key", None, "API key for an HTTP embedder.", secret=True),
-    Setting("secret_key", None, "Key that signs sessions and unsubscribe links.", secret=True),
+    Setting("secret_key", None, "Key that signs CSRF tokens and unsubscribe links (default: a random key "
+            "made once and kept in the catalog).", secret=True),
+    Setting("base_url", None, "The site's public address, e.g. https://papers.example.org, for links in feeds "
+            "and emails; an https:// address also makes cookies Secure and turns on HSTS."),
+    Setting("host", "127.0.0.1", "Address `papersift serve` listens on (0.0.0.0 for every interface)."),
+    Setting("port", 8000, "Port `papersift serve` listens on."),
+    Setting("workers", 1, "Web worker processes for `papersift serve`."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

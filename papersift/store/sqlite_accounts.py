@@ -7,6 +7,7 @@ Tokens arrive here already hashed (web/auth.py hashes them): the catalog never h
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import sqlite3
 from typing import Sequence
 
@@ -26,6 +27,13 @@ def _user(row) -> User:
 
 
 class AccountTables:
+    # -- signing keys --------------------------------------------------------------------------
+    def secret(self, name: str) -> str:
+        """A random key kept in the catalog, made on first use; every worker reads the same one."""
+        self.conn.execute("INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                          (name, secrets.token_urlsafe(32), _now()))
+        return self.conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0]
+
     # -- passwords -----------------------------------------------------------------------------
     def set_password_hash(self, user_id: int, password_hash: str) -> None:
         cur = self.conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))

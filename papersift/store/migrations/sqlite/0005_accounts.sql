@@ -20,3 +20,11 @@ CREATE INDEX api_tokens_user ON api_tokens (user_id);
 
 -- Trending reads a time window of interactions.
 CREATE INDEX interactions_at ON interactions (at);
+
+-- Keys the site signs with (sessions' CSRF tokens, unsubscribe links) when settings give none:
+-- made once, shared by every worker.
+CREATE TABLE secrets (
+    name       TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) WITHOUT ROWID;

@@ -1,0 +1,95 @@
+"""Discovery: search and related papers over one catalog and its indexes, as the CLI and the website
+ask for them. It picks the searchable embedding tier (index/build.py: the configured model's index,
+or the fast tier's while the full one is being built) and, in a long-running server, notices when
+`papersift index` has replaced an index on disk and reloads it (checked at most every RELOAD_CHECK s).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from papersift.index.build import FAST_TIER, index_folder, lexical_folder, model_key, searchable_tier
+from papersift.index.embed import Embedder, create_embedder
+from papersift.index.lexical import open_lexical_index
+from papersift.models import Hit
+from papersift.rank.related import related_papers
+from papersift.rank.search import Searcher, SearchPage
+from papersift.store.base import Store
+from papersift.store.fulltext import Filters
+
+RELOAD_CHECK = 5.0
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+class Discovery:
+    def __init__(self, store: Store, data_dir: str | Path, embedder: str = "minilm", api_key: str | None = None):
+        self.store = store
+        self.data_dir = Path(data_dir)
+        models = self.data_dir / "models"
+        self.embedders: list[Embedder] = [create_embedder(embedder, models, api_key=api_key)]
+        if embedder.strip().lower() != FAST_TIER:
+            self.embedders.append(create_embedder(FAST_TIER, models))
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        self._stamp: tuple = ()
+        self.searcher = Searcher(store)
+        self.embedder: Embedder | None = None
+        self.index = None
+        self.reload()
+
+    def _files_stamp(self) -> tuple:
+        """What changes when `papersift index` rewrites an index: CURRENT of the BM25 index, and each
+        vector index folder (written by rename, so the folder's own time moves)."""
+        stamps = [_mtime(lexical_folder(self.data_dir) / "CURRENT")]
+        for e in self.embedders:
+            folder = index_folder(self.data_dir, e)
+            stamps += [_mtime(folder), *(_mtime(p) for p in (folder.iterdir() if folder.is_dir() else ()))]
+        return tuple(stamps)
+
+    def reload(self) -> None:
+        stamp = self._files_stamp()
+        embedder, index = searchable_tier(self.store, self.data_dir, self.embedders)
+        bm25 = open_lexical_index(lexical_folder(self.data_dir))
+        # one assignment: a request in flight keeps the Searcher it started with
+        self.embedder, self.index = embedder, index
+        self.searcher = Searcher(self.store, embedder if index is not None else None, index, bm25=bm25)
+        self._stamp, self._checked = stamp, time.monotonic()
+
+    def refresh(self) -> None:
+        """Reload when the index files changed since the last look (cheap: a few stat calls)."""
+        if time.monotonic() - self._checked < RELOAD_CHECK:
+            return
+        with self._lock:
+            if time.monotonic() - self._checked < RELOAD_CHECK:
+                return
+            self._checked = time.monotonic()
+            if self._files_stamp() != self._stamp:
+                self.reload()
+
+    @property
+    def has_vectors(self) -> bool:
+        return self.index is not None and len(self.index) > 0
+
+    def search_page(self, query: str, *, limit: int = 20, offset: int = 0, filters: Filters | None = None) -> SearchPage:
+        self.refresh()
+        return self.searcher.search_page(query, limit=limit, offset=offset, filters=filters)
+
+    def related(self, ref: str | int, k: int = 10) -> list[Hit]:
+        """Related papers from the vector index; for a paper not embedded yet (ingested since the last
+        `papersift index`), the papers that match its title and abstract best."""
+        self.refresh()
+        paper = self.store.get_paper(ref)
+        if self.has_vectors and self.embedder is not None:
+            hits = related_papers(self.store, self.index, model_key(self.embedder), self.embedder.dim, paper.id, k=k)
+            if hits:
+                return hits
+        page = self.searcher.search_page(f"{paper.title} {paper.abstract}"[:1000], limit=k + 1)
+        return [Hit(h.paper_id, h.score, "shares words with this paper") for h in page.hits if h.paper_id != paper.ref][:k]
