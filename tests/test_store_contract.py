@@ -376,3 +376,10 @@ def test_engagement_counts_each_reader_once_per_kind(db):
     assert set(window) == {p1}
     assert db.engagement(paper_ids=[p2]) == {p2: {"upvote": 0, "save": 1, "view": 0, "dismiss": 0}}
     assert db.engagement(paper_ids=[]) == {}
+
+
+def test_secret_is_made_once_and_kept(db):
+    first = db.secret("signing")
+    assert len(first) >= 32
+    assert db.secret("signing") == first
+    assert db.secret("other") != first
