@@ -6,6 +6,7 @@ or the fast tier's while the full one is being built) and, in a long-running ser
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from papersift.index.lexical import open_lexical_index
 from papersift.models import Hit
 from papersift.rank.related import related_papers
 from papersift.rank.search import Searcher, SearchPage
+from papersift.rank.trending import content_prior
 from papersift.store.base import Store
 from papersift.store.fulltext import Filters
 
@@ -77,6 +79,12 @@ class Discovery:
     @property
     def has_vectors(self) -> bool:
         return self.index is not None and len(self.index) > 0
+
+    def content_prior(self):
+        """The trending ranker's content prior over this catalog's vectors (None without vectors)."""
+        if not self.has_vectors or self.embedder is None:
+            return None
+        return functools.partial(content_prior, self.store, model_key(self.embedder), self.embedder.dim)
 
     def search_page(self, query: str, *, limit: int = 20, offset: int = 0, filters: Filters | None = None) -> SearchPage:
         self.refresh()

@@ -418,6 +418,23 @@ class SQLiteStore(ReaderTables, AccountTables):
             args = (start.isoformat(), end.isoformat(), limit, offset)
         return [_row_to_paper(r) for r in self.conn.execute(sql, args)]
 
+    def listed_days(self, day: dt.date | None = None, category: str | None = None) -> tuple:
+        """(the last listing day before `day`, the first after it, the last of all), in `category` when given;
+        None where there is none. One indexed lookup each: what date navigation asks on every page."""
+        if category:
+            base = "SELECT {} FROM papers p JOIN paper_categories c ON c.paper_id = p.id WHERE c.category = ? AND "
+            args: tuple = (category,)
+        else:
+            base, args = "SELECT {} FROM papers p WHERE ", ()
+        def one(agg: str, cond: str, extra: tuple) -> dt.date | None:
+            row = self.conn.execute(base.format(agg) + cond, args + extra).fetchone()
+            return dt.date.fromisoformat(row[0]) if row and row[0] else None
+        last = one("max(p.listed)", "p.listed IS NOT NULL", ())
+        if day is None:
+            return None, None, last
+        return (one("max(p.listed)", "p.listed < ?", (day.isoformat(),)),
+                one("min(p.listed)", "p.listed > ?", (day.isoformat(),)), last)
+
     def papers_by_author(self, name: str, limit: int = 100) -> list[Paper]:
         rows = self.conn.execute(
             f"SELECT {_P_COLUMNS} FROM authors a JOIN paper_authors pa ON pa.author_id = a.id "
@@ -500,6 +517,17 @@ class SQLiteStore(ReaderTables, AccountTables):
         if with_seq:
             return ids, vectors, np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
         return ids, vectors
+
+    def paper_embeddings(self, model: str, paper_ids: Sequence[int], dim: int):
+        """(paper ids int64 [n], vectors float32 [n, dim]) of those of `paper_ids` embedded with `model`."""
+        ids = sorted({int(i) for i in paper_ids})
+        rows = self.conn.execute(
+            "SELECT paper_id, vector FROM embeddings WHERE model = ? AND paper_id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY paper_id", (model, "[" + ",".join(map(str, ids)) + "]")).fetchall() if ids else []
+        out = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return out, np.zeros((0, dim), dtype=np.float32)
+        return out, np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim).astype(np.float32)
 
     def paper_embedding(self, model: str, paper_id: int, dim: int) -> np.ndarray | None:
         row = self.conn.execute("SELECT vector FROM embeddings WHERE model = ? AND paper_id = ?",

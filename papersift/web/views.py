@@ -113,9 +113,12 @@ def trending_list(site: Site, user: User | None, window: str = "day", day: dt.da
                   category: str | None = None, page: int = 1, limit: int = LIST_LIMIT) -> Listing:
     day = day or trending_mod.latest_day(site.store) or dt.date.today()
     offset = (page - 1) * limit
+    # ranked as of now, not as of the window's end: a vote cast today on last month's paper counts
+    now = dt.datetime.now(dt.timezone.utc)
     hits = site.trending_cache.get(
         (window, day, category, offset, limit),
-        lambda: trending_mod.trending(site.store, window, day, category=category, limit=limit + 1, offset=offset))
+        lambda: trending_mod.trending(site.store, window, day, category=category, limit=limit + 1, offset=offset,
+                                      now=now, prior=site.discovery.content_prior()))
     prev_day, next_day = trending_mod.neighbour_days(site.store, day)
     start = trending_mod.window_start(window, day)
     names = {"day": "Daily papers", "week": "Weekly papers", "month": "Monthly papers"}
