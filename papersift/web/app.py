@@ -191,8 +191,11 @@ def endpoint(fn: Callable[[Ctx], Any], api: bool) -> Callable:
 
             result = await run_in_threadpool(work)
         except PapersiftError as e:
-            if not api and e.status == 401 and request.method == "GET":
-                return _finish(ctx, RedirectResponse("/login?next=" + urllib.parse.quote(request.url.path), 303))
+            if not api and e.status == 401 and request.url.path not in ("/login", "/account/delete"):
+                # a visitor asked for something that needs an account: log in, then come back
+                back = request.url.path if request.method == "GET" else ctx.f("next")
+                back = back if back.startswith("/") and not back.startswith("//") else "/"
+                return _finish(ctx, RedirectResponse("/login?next=" + urllib.parse.quote(back), 303))
             return _finish(ctx, _error(request, ctx, e.status, e.message, e.hint, api))
         if isinstance(result, Response):
             return _finish(ctx, result)
