@@ -118,7 +118,8 @@ def test_reader_journey(server, browser):
     button = page.locator("article .actions button.mark-upvote")
     assert button.locator(".count").inner_text() == "0"
     button.click()
-    page.wait_for_function("document.querySelector('article .actions button.mark-upvote').getAttribute('aria-pressed') === 'true'")
+    pressed = "document.querySelector('article .actions button.mark-upvote').getAttribute('aria-pressed')"
+    page.wait_for_function(f"{pressed} === 'true'")
     assert button.locator(".count").inner_text() == "1"
     page.goto(url)
     assert page.locator("article .actions button.mark-upvote .count").inner_text() == "1"
