@@ -47,7 +47,7 @@ def test_every_command_has_help_with_an_example():
 
 
 def test_demo_stats_show_config(env, capsys):
-    assert main(["demo", "--quiet"]) == 0
+    assert main(["demo", "--quiet", "--no-index"]) == 0  # the index step is tested on its own
     out = capsys.readouterr().out
     assert "sample" in out and "3,467 added" in out
     assert main(["stats", "--json"]) == 0
@@ -61,7 +61,7 @@ def test_demo_stats_show_config(env, capsys):
     assert main(["show", "2606.32040"]) == 0
     assert "FaceMoE" in capsys.readouterr().out
     # demo again: idempotent
-    assert main(["demo", "--quiet"]) == 0
+    assert main(["demo", "--quiet", "--no-index"]) == 0
     assert "0 added" in capsys.readouterr().out
 
 
@@ -145,3 +145,35 @@ def test_index_fast_then_search_and_related(env, capsys, tmp_path):
     assert main(["search", f"{typo} methods", "--limit", "3"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"showing results for: {word} methods")
+
+
+def test_serve_runs_the_site_with_workers(web_settings):
+    """`papersift serve` as a user runs it: a real process, two uvicorn workers, real HTTP."""
+    import socket
+    import time
+    import urllib.request
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    script = Path(sys.executable).parent / "papersift"
+    cmd = [str(script), "--data-dir", str(web_settings.resolved_data_dir), "--config", "/nonexistent.toml",
+           "serve", "--port", str(port), "--workers", "2"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAPERSIFT_")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline, html = time.monotonic() + 90, None
+        while time.monotonic() < deadline and html is None:
+            try:
+                html = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.3)
+        assert html is not None and "Daily papers" in html
+        api = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/daily_papers?limit=3", timeout=10).read())
+        assert len(api) == 3 and api[0]["paper"]["listed"] == "2026-07-01"
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "serving on http://localhost:" in out and "2 workers" in out
