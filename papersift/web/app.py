@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from papersift.errors import BadInput, Forbidden, PapersiftError
+from papersift.signing import site_key
 from papersift.web import auth
 from papersift.web.site import Site, Viewer
 
@@ -273,7 +274,7 @@ def create_app(settings, store=None, discovery=None) -> Starlette:
                                        api_key=settings.embedder_api_key)
     base_url = (settings.base_url or "").rstrip("/")
     secure = base_url.startswith("https://")
-    site = Site(settings, store, discovery, settings.secret_key or store.secret("site-key"), base_url, secure)
+    site = Site(settings, store, discovery, site_key(settings, store), base_url, secure)
     routes = [Route(path, endpoint(fn, api=True), methods=methods) for path, fn, methods in api.ROUTES]
     routes += [Route(path, endpoint(fn, api=False), methods=methods) for path, fn, methods in pages.ROUTES]
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
