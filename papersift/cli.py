@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-index", action="store_true", help="only load the papers")
 
+    p = _command(sub, "update", "The daily job: fetch new papers, index them, refresh recommendations, send due "
+                 "digests. Safe from cron: one run at a time; a failed step is reported and the rest go on.",
+                 "papersift update   # e.g. from cron: 30 1 * * * papersift update --quiet")
+    p.add_argument("--sources", help="instead of the `update_sources` setting, e.g. 'arxiv-rss:cs.CL hf-daily'")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="print only failures")
+
     p = _command(sub, "serve", "Run the website and JSON API.", "papersift serve --port 8000")
     p.add_argument("--host", help="listen address (default setting `host`, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default setting `port`, 8000)")
@@ -260,6 +267,30 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_update(args) -> int:
+    from papersift.jobs import parse_sources, run_steps, update_lock, update_steps
+
+    settings = _settings(args)
+    sources = parse_sources(args.sources) if args.sources is not None else None
+
+    def show(step) -> None:
+        if not args.json and (not args.quiet or not step.ok):
+            mark = "ok  " if step.ok else "FAIL"
+            print(f"{mark} {step.name} ({step.seconds:.1f} s): {step.summary}", flush=True,
+                  file=sys.stdout if step.ok else sys.stderr)
+
+    with update_lock(settings.resolved_data_dir):
+        store = _open_store(settings)
+        report = run_steps(update_steps(store, settings, sources=sources, extra=_update_extra(store, settings)), show)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    return 0 if report.ok else 1
+
+
+def _update_extra(store, settings) -> list:
+    return []
+
+
 def cmd_serve(args) -> int:
     from papersift.web.serve import serve
 
@@ -377,7 +408,7 @@ def cmd_related(args) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "init": cmd_init, "index": cmd_index, "search": cmd_search, "related": cmd_related,
+COMMANDS = {"update": cmd_update, "serve": cmd_serve, "init": cmd_init, "index": cmd_index, "search": cmd_search, "related": cmd_related,
             "ingest": cmd_ingest, "stats": cmd_stats, "show": cmd_show,
             "config": cmd_config, "demo": cmd_demo}
 

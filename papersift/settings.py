@@ -51,6 +51,8 @@ SETTINGS: tuple[Setting, ...] = (
             "distilled from MiniLM; static:128 / static:384 for other sizes), "
             "or <OpenAI-compatible base URL>|<model> for a model served elsewhere."),
     Setting("embedder_api_key", None, "API key for an HTTP embedder.", secret=True),
+    Setting("update_sources", "arxiv-rss:cs.AI+cs.CL+cs.CV+cs.LG hf-daily", "What `papersift update` fetches: "
+            "space-separated source:target pairs, as `papersift ingest <source> <target>` takes them."),
     Setting("secret_key", None, "Key that signs CSRF tokens and unsubscribe links (default: a random key "
             "made once and kept in the catalog).", secret=True),
     Setting("base_url", None, "The site's public address, e.g. https://papers.example.org, for links in feeds "
