@@ -299,21 +299,13 @@ def cmd_serve(args) -> int:
     return serve(settings)
 
 
-def _search_context(settings, need_index: bool = True):
-    """(store, embedder, vector index) for search: the configured model's index, or the fast tier's
+def _discovery(settings):
+    """Search and related papers over the catalog: the configured model's index, or the fast tier's
     while the configured one is still being built (`papersift index --fast`)."""
-    from papersift.index.build import FAST_TIER, searchable_tier
-    from papersift.index.embed import create_embedder
+    from papersift.rank.service import Discovery
 
     store = _open_store(settings)
-    models = settings.resolved_data_dir / "models"
-    embedders = [create_embedder(settings.embedder, models, api_key=settings.embedder_api_key)]
-    if settings.embedder.strip().lower() != FAST_TIER:
-        embedders.append(create_embedder(FAST_TIER, models))
-    embedder, index = searchable_tier(store, settings.resolved_data_dir, embedders)
-    if index is None and need_index:
-        raise PapersiftError("there is no search index yet", hint="run `papersift index` first")
-    return store, embedder or embedders[0], index
+    return Discovery(store, settings.resolved_data_dir, settings.embedder, api_key=settings.embedder_api_key)
 
 
 def cmd_index(args) -> int:
@@ -376,40 +368,31 @@ def _print_hits(store, hits, as_json: bool) -> None:
 
 
 def cmd_search(args) -> int:
-    from papersift.index.build import lexical_folder
-    from papersift.index.lexical import open_lexical_index
-    from papersift.rank.search import Searcher
     from papersift.store.fulltext import Filters
 
-    settings = _settings(args)
-    store, embedder, index = _search_context(settings, need_index=False)
-    if index is None:
+    discovery = _discovery(_settings(args))
+    if not discovery.has_vectors:
         print("note: no search index yet: searching words only, in what was last indexed "
               "(run `papersift index`)", file=sys.stderr)
     filters = Filters(category=args.category, since=_date_arg(args.since, "since"),
                       until=_date_arg(args.until, "until"), author=args.author)
-    page = Searcher(store, embedder if index is not None else None, index,
-                    bm25=open_lexical_index(lexical_folder(settings.resolved_data_dir))).search_page(
-        args.query, limit=args.limit, offset=args.offset, filters=filters)
+    page = discovery.search_page(args.query, limit=args.limit, offset=args.offset, filters=filters)
     if page.corrections:
         print(f"showing results for: {page.query}", file=sys.stderr if args.json else sys.stdout)
-    _print_hits(store, page.hits, args.json)
+    _print_hits(discovery.store, page.hits, args.json)
     return 0
 
 
 def cmd_related(args) -> int:
-    from papersift.index.build import model_key
-    from papersift.rank.related import related_papers
-
-    settings = _settings(args)
-    store, embedder, index = _search_context(settings)
-    hits = related_papers(store, index, model_key(embedder), embedder.dim, args.ref, k=args.limit)
-    _print_hits(store, hits, args.json)
+    discovery = _discovery(_settings(args))
+    if not discovery.has_vectors:
+        raise PapersiftError("there is no search index yet", hint="run `papersift index` first")
+    _print_hits(discovery.store, discovery.related(args.ref, k=args.limit), args.json)
     return 0
 
 
-COMMANDS = {"update": cmd_update, "serve": cmd_serve, "init": cmd_init, "index": cmd_index, "search": cmd_search, "related": cmd_related,
-            "ingest": cmd_ingest, "stats": cmd_stats, "show": cmd_show,
+COMMANDS = {"update": cmd_update, "serve": cmd_serve, "init": cmd_init, "index": cmd_index, "search": cmd_search,
+            "related": cmd_related, "ingest": cmd_ingest, "stats": cmd_stats, "show": cmd_show,
             "config": cmd_config, "demo": cmd_demo}
 
 
