@@ -229,3 +229,21 @@ def test_export_and_delete_account(client, app):
     assert store.interactions() == [] and store.get_subscription("frank@example.org") is None
     with pytest.raises(NotFound):
         store.get_user("frank")
+
+
+def test_changing_the_password_logs_out_other_sessions(app):
+    with TestClient(app) as laptop, TestClient(app) as phone:
+        csrf = signup(laptop, "gina", "ginas first password")
+        phone_csrf = csrf_of(phone.get("/login").text)
+        phone.post("/login", data={"username": "gina", "password": "ginas first password", "csrf_token": phone_csrf})
+        assert phone.get("/library").status_code == 200
+        wrong = laptop.post("/account/password", data={"csrf_token": csrf, "current": "not it", "new": "x" * 12})
+        assert wrong.status_code == 401
+        ok = laptop.post("/account/password", data={"csrf_token": csrf, "current": "ginas first password",
+                                                     "new": "ginas second password"})
+        assert ok.status_code == 200 and "1 other session logged out" in ok.text
+        assert laptop.get("/library").status_code == 200  # this session stays
+        assert phone.get("/library", follow_redirects=False).status_code == 303  # the other one ended
+        csrf = csrf_of(phone.get("/login").text)
+        old = phone.post("/login", data={"username": "gina", "password": "ginas first password", "csrf_token": csrf})
+        assert old.status_code == 401

@@ -136,6 +136,15 @@ def create_token(site: Site, user: User, name: str) -> str:
     return token
 
 
+def change_password(site: Site, user: User, old: str, new: str, keep_session: str | None) -> int:
+    """A new password; every other session of the account ends. Returns how many ended."""
+    ok, _ = auth.verify_password(site.store.get_password_hash(user.id), old)
+    if not ok:
+        raise Unauthorized("that is not your current password")
+    site.store.set_password_hash(user.id, auth.hash_password(new))
+    return site.store.delete_sessions(user.id, keep=keep_session)
+
+
 def delete_account(site: Site, user: User, password: str) -> None:
     ok, _ = auth.verify_password(site.store.get_password_hash(user.id), password)
     if not ok:

@@ -165,11 +165,22 @@ def logout(ctx: Ctx):
     return RedirectResponse("/", 303)
 
 
-def account(ctx: Ctx, new_token: str | None = None, error: str | None = None, status: int = 200):
+def account(ctx: Ctx, new_token: str | None = None, error: str | None = None, status: int = 200,
+            notice: str | None = None):
     user = views.require_user(ctx.user)
     sub = ctx.site.store.get_subscription(user.email) if user.email else None
     return _page(ctx, "account.html", status=status, tokens=ctx.site.store.api_tokens(user.id),
-                 new_token=new_token, subscription=sub, error=error)
+                 new_token=new_token, subscription=sub, error=error, notice=notice)
+
+
+def password_change(ctx: Ctx):
+    user = views.require_user(ctx.user)
+    try:
+        ended = actions.change_password(ctx.site, user, ctx.f("current"), ctx.f("new"), ctx.viewer.session_hash)
+    except PapersiftError as e:
+        return account(ctx, error=e.message, status=e.status)
+    others = f"; {ended} other session{'s' if ended != 1 else ''} logged out" if ended else ""
+    return account(ctx, notice=f"Password changed{others}.")
 
 
 def account_page(ctx: Ctx):
@@ -281,6 +292,7 @@ ROUTES = [
     ("/logout", logout, POST), ("/account", account_page, GET), ("/account/tokens", token_create, POST),
     ("/account/tokens/{tid:int}/delete", token_delete, POST), ("/account/export.json", export_json, GET),
     ("/account/export.bib", export_bibtex, GET), ("/account/delete", account_delete, POST),
+    ("/account/password", password_change, POST),
     ("/subscribe", subscribe_form, GET), ("/subscribe", subscribe, POST),
     ("/feeds/search.{fmt}", feed_search, GET), ("/feeds/categories/{category}.{fmt}", feed_category, GET),
     ("/feeds/{window}.{fmt}", feed_list, GET),
