@@ -22,6 +22,8 @@ from papersift.store.base import Store
 from papersift.store.fulltext import Filters
 
 RELOAD_CHECK = 5.0
+RELATED_TTL = 600.0  # seconds a paper's related list is reused: it changes only with the index or co-saves
+RELATED_CACHE = 20_000  # papers whose related lists are kept (~2 KB each)
 
 
 def _mtime(path: Path) -> float:
@@ -45,6 +47,7 @@ class Discovery:
         self.searcher = Searcher(store)
         self.embedder: Embedder | None = None
         self.index = None
+        self._related: dict[tuple[int, int], tuple[float, list[Hit]]] = {}
         self.reload()
 
     def _files_stamp(self) -> tuple:
@@ -64,6 +67,7 @@ class Discovery:
         self.embedder, self.index = embedder, index
         self.searcher = Searcher(self.store, embedder if index is not None else None, index, bm25=bm25)
         self._stamp, self._checked = stamp, time.monotonic()
+        self._related = {}
 
     def refresh(self) -> None:
         """Reload when the index files changed since the last look (cheap: a few stat calls)."""
@@ -92,9 +96,21 @@ class Discovery:
 
     def related(self, ref: str | int, k: int = 10) -> list[Hit]:
         """Related papers from the vector index; for a paper not embedded yet (ingested since the last
-        `papersift index`), the papers that match its title and abstract best."""
+        `papersift index`), the papers that match its title and abstract best. A paper page asks for
+        these on every view, so lists are kept for RELATED_TTL seconds (and dropped on reload)."""
         self.refresh()
         paper = self.store.get_paper(ref)
+        key, now = (paper.id, k), time.monotonic()
+        cached = self._related.get(key)
+        if cached is not None and now - cached[0] < RELATED_TTL:
+            return cached[1]
+        hits = self._related_now(paper, k)
+        if len(self._related) >= RELATED_CACHE:
+            self._related = {}
+        self._related[key] = (now, hits)
+        return hits
+
+    def _related_now(self, paper, k: int) -> list[Hit]:
         if self.has_vectors and self.embedder is not None:
             hits = related_papers(self.store, self.index, model_key(self.embedder), self.embedder.dim, paper.id, k=k)
             if hits:

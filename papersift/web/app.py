@@ -8,6 +8,7 @@ error shape `{"ok": false, "error", "errors", "status"}` under /api (design.md, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -32,6 +33,9 @@ from papersift.web.site import Site, Viewer
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 MAX_BODY = 256 * 1024
+# Worker threads per process for the synchronous handlers: each holds a SQLite connection (with its
+# own page cache), and more threads than this only queue on the GIL and the cores (bench/web_load.py).
+THREADS = 8
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -278,7 +282,15 @@ def create_app(settings, store=None, discovery=None) -> Starlette:
     routes = [Route(path, endpoint(fn, api=True), methods=methods) for path, fn, methods in api.ROUTES]
     routes += [Route(path, endpoint(fn, api=False), methods=methods) for path, fn, methods in pages.ROUTES]
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        yield
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error},
+                    lifespan=lifespan)
     app.state.site = site
     app.add_middleware(SecurityHeaders, secure=secure)
     return app
