@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="print only failures")
 
+    p = _command(sub, "digest", "Send due email digests and confirmations now, or preview one reader's digest.",
+                 "papersift digest --preview ada --out previews/")
+    p.add_argument("--preview", metavar="USER", help="write the digest USER (name, id or email) would get, send nothing")
+    p.add_argument("--out", default=".", help="folder for the preview's .eml/.html/.txt (default: here)")
+    p.add_argument("--to-folder", help="write the emails as .eml files into this folder instead of sending them")
+
     p = _command(sub, "serve", "Run the website and JSON API.", "papersift serve --port 8000")
     p.add_argument("--host", help="listen address (default setting `host`, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default setting `port`, 8000)")
@@ -288,7 +294,31 @@ def cmd_update(args) -> int:
 
 
 def _update_extra(store, settings) -> list:
-    return []
+    from papersift.jobs import digest_step
+
+    return [("digests", digest_step(store, settings))]
+
+
+def cmd_digest(args) -> int:
+    from papersift.jobs import digest_step, feed_picks
+    from papersift.notify.send import preview, resolve_base_url, save_preview
+
+    settings = _settings(args)
+    store = _open_store(settings)
+    base_url = None
+    if not settings.base_url:
+        base_url = "http://localhost:8000"
+        print(f"note: base_url is not set: links in emails start with {base_url}", file=sys.stderr)
+    if args.preview:
+        message = preview(store, settings, args.preview, picks=feed_picks(store, settings),
+                          base_url=resolve_base_url(settings, base_url))
+        for path in save_preview(message, args.out):
+            print(path)
+        if message["X-Papersift-Preview"] != "yes":
+            print(f"note: {message['X-Papersift-Preview']}", file=sys.stderr)
+        return 0
+    print(digest_step(store, settings, folder=args.to_folder, base_url=base_url)())
+    return 0
 
 
 def cmd_serve(args) -> int:
@@ -391,9 +421,9 @@ def cmd_related(args) -> int:
     return 0
 
 
-COMMANDS = {"update": cmd_update, "serve": cmd_serve, "init": cmd_init, "index": cmd_index, "search": cmd_search,
-            "related": cmd_related, "ingest": cmd_ingest, "stats": cmd_stats, "show": cmd_show,
-            "config": cmd_config, "demo": cmd_demo}
+COMMANDS = {"init": cmd_init, "ingest": cmd_ingest, "index": cmd_index, "search": cmd_search, "related": cmd_related,
+            "stats": cmd_stats, "show": cmd_show, "config": cmd_config, "demo": cmd_demo, "serve": cmd_serve,
+            "update": cmd_update, "digest": cmd_digest}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -119,3 +119,36 @@ def update_steps(store, settings, *, sources: list[tuple[str, str]] | None = Non
     steps.append(("index", index))
     steps.extend(extra)
     return steps
+
+
+def feed_picks(store, settings):
+    """Personal picks for digests: the top of each reader's "For you" feed (rank/feed.py)."""
+    from papersift.rank.feed import FeedService
+    from papersift.rank.service import Discovery
+
+    feed = FeedService(store, Discovery(store, settings.resolved_data_dir, settings.embedder,
+                                        api_key=settings.embedder_api_key))
+
+    def picks(user_id: int, since, limit: int):
+        page = feed.feed(store.get_user(user_id), limit=limit)
+        return [] if page.cold else page.hits
+    return picks
+
+
+def digest_step(store, settings, *, folder=None, base_url: str | None = None) -> Callable[[], str]:
+    """Send due confirmation emails and digests (to `folder` as .eml files instead, when given)."""
+    def run() -> str:
+        from papersift.notify.mail import open_mailer
+        from papersift.notify.send import send_due
+
+        if folder is None and not settings.smtp_host:
+            pending = len(store.subscriptions("pending")) + len(store.subscriptions("active"))
+            return f"mail is not configured (smtp_host): {pending} subscription(s) wait"
+        with open_mailer(settings, folder=folder) as mailer:
+            report = send_due(store, settings, mailer, picks=feed_picks(store, settings), base_url=base_url)
+        summary = (f"{report.confirmations} confirmation(s), {report.digests} digest(s) sent, {report.empty} with "
+                   f"nothing new, {report.failed} failed, {report.deferred} deferred, {report.retried} retried")
+        if not report.ok:
+            raise PapersiftError(f"{report.stopped} ({summary})", hint=report.hint)
+        return summary
+    return run

@@ -60,6 +60,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address `papersift serve` listens on (0.0.0.0 for every interface)."),
     Setting("port", 8000, "Port `papersift serve` listens on."),
     Setting("workers", 1, "Web worker processes for `papersift serve`."),
+    Setting("smtp_host", None, "SMTP server that sends confirmation emails and digests (not set: mail is not configured)."),
+    Setting("smtp_port", 587, "SMTP port: 587 for starttls, 465 for ssl."),
+    Setting("smtp_security", "starttls", "How the SMTP connection is secured: starttls, ssl or none."),
+    Setting("smtp_user", None, "SMTP user name (not set: no log-in)."),
+    Setting("smtp_password", None, "SMTP password.", secret=True),
+    Setting("mail_from", "papersift <papersift@localhost>", "From address of confirmation emails and digests."),
+    Setting("digest_papers", 10, "Papers per digest."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

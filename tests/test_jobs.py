@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from replay import Reply
@@ -77,3 +78,31 @@ def test_a_crashing_step_does_not_stop_the_rest():
     report = run_steps([("one", lambda: "fine"), ("two", boom), ("three", lambda: "also fine")])
     assert [s.ok for s in report.steps] == [True, False, True]
     assert "RuntimeError: disk on fire" in report.steps[1].summary and not report.ok
+
+
+def test_update_sends_digests_and_the_cli_previews_one(env, replay_server, capsys, monkeypatch):
+    """The daily job's digest step and `papersift digest`: pending subscriptions are asked to confirm,
+    written as .eml files here (the SMTP path is tested against a real server in test_notify_*)."""
+    import email
+
+    from papersift.settings import load_settings
+    from papersift.store import open_store
+
+    replay_server.add("/api/daily_papers", Reply.payload("hf-daily-papers/daily_papers-2026-06-12-raw.json",
+                                                         content_type="application/json"))
+    assert main(["update", "--sources", "hf-daily:2026-06-12", "--json"]) == 0
+    report = {s["name"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert report["digests"]["ok"] and "mail is not configured" in report["digests"]["summary"]
+    settings = load_settings({})
+    store = open_store(settings.resolved_database_url)
+    store.upsert_subscription("reader@example.org", "daily", ["cs.CL"])
+    user = store.create_user("reader", "reader@example.org")
+    out = env / "mail"
+    assert main(["digest", "--to-folder", str(out)]) == 0
+    assert "1 confirmation(s)" in capsys.readouterr().out
+    sent = [email.message_from_bytes(p.read_bytes()) for p in out.glob("*.eml")]
+    assert len(sent) == 1 and sent[0]["To"] == "reader@example.org"
+    assert main(["digest", "--preview", user.username, "--out", str(env / "preview")]) == 0
+    paths = capsys.readouterr().out.split()
+    assert [p.rsplit(".", 1)[1] for p in paths] == ["eml", "html", "txt"]
+    assert "http://localhost:8000/" in (env / "preview" / Path(paths[1]).name).read_text()

@@ -383,3 +383,28 @@ def test_secret_is_made_once_and_kept(db):
     assert len(first) >= 32
     assert db.secret("signing") == first
     assert db.secret("other") != first
+
+
+def test_mutes_and_feed_settings(db):
+    ada, bob = db.create_user("ada"), db.create_user("bob")
+    assert db.mute(ada.id, "keyword", "  large   language ") is True
+    assert db.mute(ada.id, "keyword", "Large Language") is False  # same, whatever the case
+    db.mute(ada.id, "author", "Alan Turing")
+    db.mute(ada.id, "category", "cs.CV")
+    assert db.mutes(ada.id) == {"keyword": ["large language"], "author": ["Alan Turing"], "category": ["cs.CV"]}
+    assert db.mutes(bob.id) == {"keyword": [], "author": [], "category": []}
+    assert db.unmute(ada.id, "author", "Alan Turing") and db.mutes(ada.id)["author"] == []
+    with pytest.raises(BadInput):
+        db.mute(ada.id, "colour", "red")
+    assert db.feed_settings(ada.id) == {"reset_at": None, "seed_collection": None, "categories": []}
+    cid = db.create_collection(ada.id, "Reading group")
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    db.set_feed_settings(ada.id, reset_at=when, seed_collection=cid, categories=["cs.CL", "cs.LG", "cs.CL"])
+    assert db.feed_settings(ada.id) == {"reset_at": when, "seed_collection": cid, "categories": ["cs.CL", "cs.LG"]}
+    db.set_feed_settings(ada.id, seed_collection=None)  # the rest stays
+    assert db.feed_settings(ada.id)["seed_collection"] is None and db.feed_settings(ada.id)["reset_at"] == when
+    with pytest.raises(NotFound):
+        db.set_feed_settings(bob.id, seed_collection=cid)  # not bob's collection
+    db.set_feed_settings(ada.id, seed_collection=cid)
+    db.delete_collection(ada.id, cid)
+    assert db.feed_settings(ada.id)["seed_collection"] is None

@@ -135,8 +135,8 @@ def test_author_endpoint(client):
 def test_openapi_documents_every_api_route_and_nothing_else(app, client):
     doc = client.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.")
-    documented = {(p.replace("{ref}", "{ref:path}").replace("{name}", "{name:path}").replace("{cid}", "{cid:int}"), m)
-                  for p, m, *_ in ENDPOINTS}
+    documented = {(p.replace("{ref}", "{ref:path}").replace("{name}", "{name:path}").replace("{cid}", "{cid:int}")
+                   .replace("{value}", "{value:path}"), m) for p, m, *_ in ENDPOINTS}
     routed = {(r.path, m.lower()) for r in app.routes if getattr(r, "path", "").startswith("/api/")
               for m in (r.methods or ()) if m != "HEAD"}
     assert documented == routed

@@ -344,6 +344,20 @@ class LexicalIndex:
             scores[~self.allowed_rows(allowed)] = 0
         return self._top(scores, int(k))
 
+    def document_frequency(self, stems: Iterable[str]) -> dict[str, int]:
+        """How many papers hold each stem (main and delta together; a changed paper may count twice)."""
+        stems = list(dict.fromkeys(stems))
+        hashes = np.array([term_hash(t) for t in stems], np.uint64)
+        out = dict.fromkeys(stems, 0)
+        for seg_hashes, indptr, _, _ in self._parts:
+            if not len(seg_hashes) or not len(hashes):
+                continue
+            at = np.minimum(np.searchsorted(seg_hashes, hashes), len(seg_hashes) - 1)
+            for stem, i, found in zip(stems, at.tolist(), (seg_hashes[at] == hashes).tolist()):
+                if found:
+                    out[stem] += int(indptr[i + 1] - indptr[i])
+        return out
+
     def query_hashes(self, query: str) -> np.ndarray:
         terms = list(dict.fromkeys(self.analyzer.terms(query)))[:MAX_QUERY_TERMS]
         return np.array([term_hash(t) for t in terms], np.uint64)

@@ -28,6 +28,8 @@ from papersift.store.fulltext import Filters
 from papersift.store.merge import merge_papers, normalize_identifiers, same_content
 from papersift.store.migrations import load_migrations
 from papersift.store.sqlite_accounts import AccountTables
+from papersift.store.sqlite_digests import DigestTables
+from papersift.store.sqlite_feed import FeedTables
 from papersift.store.sqlite_readers import ReaderTables
 from papersift.store.sqlite_rows import _P_COLUMNS, _PAPER_COLUMNS, _iso, _now, _row_to_paper
 
@@ -74,7 +76,7 @@ def sqlite_path(url: str) -> str:
     return url
 
 
-class SQLiteStore(ReaderTables, AccountTables):
+class SQLiteStore(ReaderTables, AccountTables, FeedTables, DigestTables):
     """A catalog in one SQLite file. Safe to share across threads: each thread has its own connection."""
 
     def __init__(self, url: str):

@@ -153,3 +153,30 @@ def delete_account(site: Site, user: User, password: str) -> None:
     if sub is not None:
         site.store.set_subscription_status(sub.email, "unsubscribed")
     site.store.delete_user(user.id)
+
+
+def feed_change(site: Site, user: User, form: dict) -> str:
+    """The feed's controls: mute/unmute, reset, seed from a collection, cold-start categories; returns
+    which was done."""
+    import datetime as dt
+
+    what = str(form.get("action", ""))
+    if what in ("mute", "unmute"):
+        kind, value = str(form.get("kind", "")), str(form.get("value", ""))
+        (site.store.mute if what == "mute" else site.store.unmute)(user.id, kind, value)
+        return what
+    if what == "reset":
+        site.store.set_feed_settings(user.id, reset_at=dt.datetime.now(dt.timezone.utc), seed_collection=None)
+        return what
+    if what == "seed":
+        raw = str(form.get("collection", ""))
+        site.store.set_feed_settings(user.id, seed_collection=int(raw) if raw.isdigit() else None)
+        return what
+    if what == "categories":
+        cats = str(form.get("categories", "")).replace(",", " ").split()
+        bad = [c for c in cats if not CATEGORY.match(c)]
+        if bad:
+            raise BadInput(f"not arXiv categories: {', '.join(bad[:5])}")
+        site.store.set_feed_settings(user.id, categories=cats[:50])
+        return what
+    raise BadInput(f"unknown feed action {what!r}")

@@ -175,7 +175,34 @@ def collection_papers(ctx: Ctx):
 def me(ctx: Ctx):
     user = views.require_user(ctx.user)
     return {"username": user.username, "email": user.email, "created": user.created.isoformat() if user.created else None,
-            "via": ctx.viewer.via}
+            "via": ctx.viewer.via, "feed_url": ctx.url(f"/feeds/for-you/{views.feed_token(ctx.site, user)}.atom")}
+
+
+def recommendations(ctx: Ctx):
+    user = views.require_user(ctx.user)
+    page, limit = _paging(ctx, views.SEARCH_LIMIT)
+    data = views.for_you(ctx.site, user, page, limit, like=ctx.q("like"))
+    response = _listing_json(ctx, data["listing"])
+    response.headers["x-feed-basis"] = data["basis"].encode("ascii", "replace").decode()
+    response.headers["x-feed-cold"] = "1" if data["cold"] else "0"
+    return response
+
+
+def why(ctx: Ctx):
+    user = views.require_user(ctx.user)
+    w = ctx.site.feed.why(user, ctx.params["ref"])
+    return {"paper": paper_json(ctx, w["paper"]), "basis": w["basis"], "terms": w["terms"],
+            "closest": [{"paper": paper_json(ctx, p), "similarity": round(sim, 4)} for p, sim in w["closest"]]}
+
+
+def mutes(ctx: Ctx):
+    user = views.require_user(ctx.user)
+    if ctx.request.method == "POST":
+        actions.feed_change(ctx.site, user, {"action": "mute", "kind": ctx.form.get("kind", ""),
+                                             "value": ctx.form.get("value", "")})
+    elif ctx.request.method == "DELETE":
+        actions.feed_change(ctx.site, user, {"action": "unmute", "kind": ctx.params["kind"], "value": ctx.params["value"]})
+    return ctx.site.store.mutes(user.id)
 
 
 def me_export(ctx: Ctx):
@@ -201,6 +228,10 @@ ROUTES = [
     ("/api/collections/{cid:int}", collection, GET + DELETE),
     ("/api/collections/{cid:int}/papers", collection_papers, POST),
     ("/api/collections/{cid:int}/papers/{ref:path}", collection_papers, DELETE),
+    ("/api/recommendations", recommendations, GET),
+    ("/api/recommendations/why/{ref:path}", why, GET),
+    ("/api/me/mutes", mutes, GET + POST),
+    ("/api/me/mutes/{kind}/{value:path}", mutes, DELETE),
     ("/api/me", me, GET),
     ("/api/me/export", me_export, GET),
     ("/api/openapi.json", openapi, GET),

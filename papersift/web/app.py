@@ -155,6 +155,8 @@ def _identify(ctx: Ctx) -> None:
 def _check_csrf(ctx: Ctx) -> None:
     if ctx.request.method not in UNSAFE or ctx.viewer.via == "token":
         return
+    if ctx.request.url.path in ctx.site.csrf_exempt:  # authorised by a signed token in the link instead
+        return
     sent = ctx.request.headers.get(auth.CSRF_HEADER) or ctx.f(auth.CSRF_FIELD)
     if not auth.csrf_ok(ctx.site.key, getattr(ctx, "_csrf_cookie", None), sent):
         raise Forbidden("this form has expired or did not come from this site (missing or wrong CSRF token)",
@@ -271,16 +273,21 @@ def create_app(settings, store=None, discovery=None) -> Starlette:
     (built from settings when not given: this loads the model and the indexes)."""
     from papersift.rank.service import Discovery
     from papersift.store import open_store
-    from papersift.web import api, pages
+    from papersift.web import api, digest_pages, pages
 
     store = store or open_store(settings.resolved_database_url, migrate=True)
     discovery = discovery or Discovery(store, settings.resolved_data_dir, settings.embedder,
                                        api_key=settings.embedder_api_key)
     base_url = (settings.base_url or "").rstrip("/")
     secure = base_url.startswith("https://")
+    from papersift.rank.feed import FeedService
+
     site = Site(settings, store, discovery, site_key(settings, store), base_url, secure)
+    site.feed = FeedService(store, discovery)
     routes = [Route(path, endpoint(fn, api=True), methods=methods) for path, fn, methods in api.ROUTES]
-    routes += [Route(path, endpoint(fn, api=False), methods=methods) for path, fn, methods in pages.ROUTES]
+    routes += [Route(path, endpoint(fn, api=False), methods=methods)
+               for path, fn, methods in [*pages.ROUTES, *digest_pages.ROUTES]]
+    site.csrf_exempt = frozenset(digest_pages.CSRF_EXEMPT)
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
     @contextlib.asynccontextmanager
     async def lifespan(app):

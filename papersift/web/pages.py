@@ -105,6 +105,45 @@ def paper_collect(ctx: Ctx):
     return _back(ctx, paper_url(p.ref))
 
 
+# -- the reader's feed ---------------------------------------------------------------------------
+
+def for_you(ctx: Ctx, notice: str | None = None, error: str | None = None, status: int = 200):
+    user = views.require_user(ctx.user)
+    data = views.for_you(ctx.site, user, _page_number(ctx), like=ctx.q("like"))
+    return _page(ctx, "for_you.html", status=status, notice=notice, error=error,
+                 feed_url=ctx.url(f"/feeds/for-you/{views.feed_token(ctx.site, user)}.atom"), **data)
+
+
+DONE = {"mute": "Muted: the feed leaves it out from now on.", "unmute": "Unmuted.",
+        "reset": "Recommendations reset: they start over from what you do next.",
+        "seed": "Feed source changed.", "categories": "Categories saved."}
+
+
+def for_you_page(ctx: Ctx):
+    return for_you(ctx, notice=DONE.get(ctx.q("done") or ""))
+
+
+def for_you_change(ctx: Ctx):
+    user = views.require_user(ctx.user)
+    try:
+        done = actions.feed_change(ctx.site, user, ctx.form)
+    except PapersiftError as e:
+        return for_you(ctx, error=e.message, status=e.status)
+    return RedirectResponse("/for-you?done=" + done, 303)
+
+
+def why(ctx: Ctx):
+    user = views.require_user(ctx.user)
+    return _page(ctx, "why.html", **ctx.site.feed.why(user, ctx.params["ref"]))
+
+
+def feed_private(ctx: Ctx):
+    user = views.feed_owner(ctx.site, ctx.params["token"])
+    result = ctx.site.feed.feed(user, limit=50)
+    rows = views.rows_for_hits(ctx.site, result.hits, None)
+    return _feed(ctx, f"papersift: for {user.username}", "/for-you", f"Recommended for {user.username}", rows)
+
+
 # -- library and collections ---------------------------------------------------------------------
 
 def library(ctx: Ctx):
@@ -286,6 +325,8 @@ ROUTES = [
     ("/papers/{ref:path}/collect", paper_collect, POST),
     ("/papers/{ref:path}/{kind:str}", paper_mark, POST),
     ("/papers/{ref:path}", paper, GET),
+    ("/for-you", for_you_page, GET), ("/for-you", for_you_change, POST), ("/for-you/why/{ref:path}", why, GET),
+    ("/feeds/for-you/{token}.{fmt}", feed_private, GET),
     ("/library", library, GET), ("/collections", collection_create, POST),
     ("/collections/{cid:int}", collection, GET), ("/collections/{cid:int}/delete", collection_delete, POST),
     ("/signup", signup_form, GET), ("/signup", signup, POST), ("/login", login_form, GET), ("/login", login, POST),

@@ -50,6 +50,8 @@ class Site:
     base_url: str = ""
     secure_cookies: bool = False
     session_days: int = 30
+    feed: Any = None  # rank.feed.FeedService
+    csrf_exempt: frozenset = frozenset()  # paths whose POSTs a signed token authorises (one-click unsubscribe)
 
     def __post_init__(self):
         self.login_limit = RateLimiter(10, 300, "log-in attempts")

@@ -223,3 +223,26 @@ def export_papers(site: Site, user: User) -> list[Paper]:
         ids += [p.id for p in site.store.collection_papers(user.id, c["id"]) if p.id not in ids]
     by_id = {p.id: p for p in site.store.get_papers(ids)}
     return [by_id[i] for i in ids if i in by_id]
+
+
+# -- the reader's feed ---------------------------------------------------------------------------
+
+def for_you(site: Site, user: User, page: int = 1, limit: int = SEARCH_LIMIT, like: str | None = None) -> dict:
+    result = site.feed.feed(user, limit=limit, offset=(page - 1) * limit, seed=like or None)
+    listing = Listing("For you", rows_for_hits(site, result.hits, user), page, limit, result.has_next)
+    return {"listing": listing, "cold": result.cold, "basis": result.basis, "like": like,
+            "mutes": site.store.mutes(user.id), "settings": site.store.feed_settings(user.id),
+            "collections": site.store.collections(user.id)}
+
+
+def feed_token(site: Site, user: User) -> str:
+    """The signed token in a reader's private feed URL (no expiry; "reset" does not change it)."""
+    from papersift.signing import sign
+
+    return sign(site.key, "feed", {"u": user.id})
+
+
+def feed_owner(site: Site, token: str) -> User:
+    from papersift.signing import verify
+
+    return site.store.get_user(int(verify(site.key, "feed", token).get("u", -1)))

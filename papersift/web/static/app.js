@@ -36,6 +36,18 @@
     }, function () { button.disabled = false; form.submit(); });
   });
 
+  // "not interested": the paper leaves the feed at once
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form.dismiss")) return;
+    event.preventDefault();
+    send("POST", form.dataset.api).then(function (res) {
+      if (!res.ok) { form.submit(); return; }
+      var row = form.closest("li.paper-row");
+      if (row) { row.remove(); }
+    }, function () { form.submit(); });
+  });
+
   var article = document.querySelector("article.paper[data-view]");
   if (article) { send("POST", article.dataset.view).catch(function () {}); }
 })();
