@@ -74,14 +74,14 @@ def reader_signal(store: Store, user: User, *, seed: Paper | None = None, now: d
     def add(pid: int, weight: float, at: str | None) -> None:
         if at is not None:
             when = dt.datetime.fromisoformat(at)
-            if reset is not None and when < reset:
+            if reset is not None and when <= reset:  # times are to the second: a tie is before the reset
                 return
             weight *= 0.5 ** (max((now - when).total_seconds(), 0) / 86400 / HALF_LIFE_DAYS)
         signal.positives[pid] = max(signal.positives.get(pid, 0.0), weight)
 
     for _, pid, kind, at in store.interactions(user.id):
         if kind == "dismiss":
-            if reset is None or dt.datetime.fromisoformat(at) >= reset:
+            if reset is None or dt.datetime.fromisoformat(at) > reset:
                 signal.dismissed.add(pid)
         elif seed_collection is None:
             add(pid, WEIGHTS[kind], at)
