@@ -233,3 +233,15 @@ def test_revoked_token_stops_working(client):
     tid = page.text.split('action="/account/tokens/')[1].split("/")[0]
     assert client.post(f"/account/tokens/{tid}/delete", data={"csrf_token": csrf}).status_code == 200
     assert_error(client.get("/api/me", headers=auth), 401)
+
+
+def test_votes_are_rate_limited_per_account_and_the_library_lists_them(client):
+    auth = {"authorization": f"Bearer {api_token(client, signup(client))}"}
+    refs = [x["paper"]["id"] for x in client.get("/api/daily_papers", params={"limit": 3}).json()]
+    client.post(f"/api/papers/{refs[0]}/save", headers=auth)
+    client.post(f"/api/papers/{refs[1]}/upvote", headers=auth)
+    lib = client.get("/api/library", headers=auth).json()
+    assert [r["paper"]["id"] for r in lib["saved"]] == [refs[0]] and [r["paper"]["id"] for r in lib["upvoted"]] == [refs[1]]
+    codes = [client.post(f"/api/papers/{refs[2]}/upvote", headers=auth).status_code for _ in range(120)]
+    assert codes[:118] == [200] * 118 and codes[-1] == 429  # 120 a minute, two used above
+    assert_error(client.post(f"/api/papers/{refs[2]}/upvote", headers=auth), 429)

@@ -205,6 +205,12 @@ def mutes(ctx: Ctx):
     return ctx.site.store.mutes(user.id)
 
 
+def library(ctx: Ctx):
+    data = views.library(ctx.site, views.require_user(ctx.user))
+    return {"saved": [row_json(ctx, r) for r in data["saved"]], "upvoted": [row_json(ctx, r) for r in data["upvoted"]],
+            "collections": [_collection_json(ctx, c) for c in data["collections"]]}
+
+
 def me_export(ctx: Ctx):
     return views.export(ctx.site, views.require_user(ctx.user))
 
@@ -232,6 +238,7 @@ ROUTES = [
     ("/api/recommendations/why/{ref:path}", why, GET),
     ("/api/me/mutes", mutes, GET + POST),
     ("/api/me/mutes/{kind}/{value:path}", mutes, DELETE),
+    ("/api/library", library, GET),
     ("/api/me", me, GET),
     ("/api/me/export", me_export, GET),
     ("/api/openapi.json", openapi, GET),
