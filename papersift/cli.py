@@ -294,9 +294,9 @@ def cmd_update(args) -> int:
 
 
 def _update_extra(store, settings) -> list:
-    from papersift.jobs import digest_step
+    from papersift.jobs import digest_step, recommend_step
 
-    return [("digests", digest_step(store, settings))]
+    return [("recommendations", recommend_step(store, settings)), ("digests", digest_step(store, settings))]
 
 
 def cmd_digest(args) -> int:

@@ -135,6 +135,20 @@ def feed_picks(store, settings):
     return picks
 
 
+def recommend_step(store, settings) -> Callable[[], str]:
+    """Refit the recommendation model on every reader's library (rank/personal.py)."""
+    def run() -> str:
+        from papersift.index.build import model_key
+        from papersift.rank.personal import refresh_model
+        from papersift.rank.service import Discovery
+
+        discovery = Discovery(store, settings.resolved_data_dir, settings.embedder, api_key=settings.embedder_api_key)
+        if not discovery.has_vectors or discovery.embedder is None:
+            return "no embeddings yet: run the index step first"
+        return refresh_model(store, settings.resolved_data_dir, model_key(discovery.embedder), discovery.embedder.dim)
+    return run
+
+
 def digest_step(store, settings, *, folder=None, base_url: str | None = None) -> Callable[[], str]:
     """Send due confirmation emails and digests (to `folder` as .eml files instead, when given)."""
     def run() -> str:

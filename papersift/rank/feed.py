@@ -9,9 +9,9 @@
   * Content score (works from the first saved paper, and for papers nobody has touched yet): the
     weighted mean of each candidate's best cosine similarities to the reader's papers (its best one
     for a library under 8 papers, the TOP_K best from 12 on), minus
-    DISMISS_WEIGHT times its best similarity to a dismissed paper. A collaborative score from the
-    recommendation model (rank/recommend.py), where one is fitted and the reader has evidence in it,
-    is blended in by `collaborative`.
+    DISMISS_WEIGHT times its best similarity to a dismissed paper. Where a recommendation model is
+    fitted (rank/personal.py, from every reader's library: collaborative where readers overlap, from
+    content for new papers) and the reader has papers in it, its scores rank the feed instead.
   * Diversity: maximal marginal relevance over the top of the list (MMR_LAMBDA), so a feed is not ten
     versions of one idea.
   * A reader with no signal yet gets trending papers in the categories they chose (or all), marked cold.
@@ -23,7 +23,6 @@ import datetime as dt
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -40,11 +39,6 @@ DISMISS_WEIGHT = 0.5
 MMR_LAMBDA = 0.75
 MMR_DEPTH = 100
 CANDIDATE_TTL = 300.0
-
-# (reader's positive ids, their weights, candidate ids) → collaborative scores for the candidates in [0, 1],
-# NaN where the model has no evidence
-Collaborative = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-
 
 @dataclass
 class Signal:
@@ -150,10 +144,29 @@ def mmr(order: np.ndarray, scores: np.ndarray, vectors: np.ndarray, depth: int =
 class FeedService:
     """Feeds over one catalog and the searchable embedding tier (`rank/service.Discovery`)."""
 
-    def __init__(self, store: Store, discovery, days: int = FEED_DAYS, collaborative: Collaborative | None = None):
-        self.store, self.discovery, self.days, self.collaborative = store, discovery, days, collaborative
+    def __init__(self, store: Store, discovery, days: int = FEED_DAYS):
+        self.store, self.discovery, self.days = store, discovery, days
         self._lock = threading.Lock()
         self._cache: tuple | None = None  # (key, time, ids, vectors, papers by id)
+        self._personal: tuple | None = None  # (stamp, PersonalModel | None)
+
+    def personal(self, ids: np.ndarray, vectors: np.ndarray):
+        """The fitted recommendation model (rank/personal.py) with these candidates in it, or None; reloaded
+        when `papersift update` saves a new one."""
+        from papersift.rank.personal import PersonalModel, model_folder
+
+        model = self._model()
+        if model is None:
+            return None
+        manifest = model_folder(self.discovery.data_dir) / "catalog.json"
+        stamp = (manifest.stat().st_mtime if manifest.exists() else None, model[0])
+        with self._lock:
+            if self._personal is None or self._personal[0] != stamp:
+                self._personal = (stamp, PersonalModel.load(self.discovery.data_dir, model[0]) if stamp[0] else None)
+            loaded = self._personal[1]
+        if loaded is not None and len(ids):
+            loaded.include(ids, vectors)  # new candidates join as cold items; known ones cost a lookup
+        return loaded
 
     def _model(self) -> tuple[str, int] | None:
         d = self.discovery
@@ -202,10 +215,12 @@ class FeedService:
         weights = np.array([signal.positives[int(i)] for i in pos_ids], np.float32)
         neg = self.store.paper_embeddings(model[0], list(signal.dismissed), model[1])[1] if signal.dismissed \
             else np.zeros((0, model[1]), np.float32)
-        scores = content_scores(vectors, pos_vectors, weights, neg)
-        if self.collaborative is not None:
-            cf = self.collaborative(pos_ids, weights, ids)
-            scores = np.where(np.isnan(cf), scores, 0.5 * scores + 0.5 * cf)
+        scores = None
+        personal = self.personal(*self._candidates()[:2])
+        if personal is not None:
+            scores = personal.scores(signal.positives, signal.dismissed, ids)
+        if scores is None:
+            scores = content_scores(vectors, pos_vectors, weights, neg)
         order = mmr(np.argsort(-scores, kind="stable"), scores, vectors)
         page = order[offset:offset + limit]
         closest = np.argmax(vectors[page] @ pos_vectors.T, axis=1) if len(page) else []
