@@ -10,7 +10,7 @@ from typing import Sequence
 
 from papersift import __version__
 from papersift.errors import PapersiftError
-from papersift.settings import load_settings
+from papersift.settings import load_settings, masked_url
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -189,7 +189,7 @@ def cmd_stats(args) -> int:
     if args.json:
         print(json.dumps(dataclasses.asdict(stats), indent=2))
         return 0
-    print(f"catalog       {settings.resolved_database_url} (schema {stats.schema_version}, "
+    print(f"catalog       {masked_url(settings.resolved_database_url)} (schema {stats.schema_version}, "
           f"{_human_size(stats.size_bytes)})")
     print(f"papers        {stats.papers:,}")
     if stats.first_listed:

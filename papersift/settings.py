@@ -8,6 +8,7 @@ Nothing is read at import time: `load_settings()` builds a Settings when asked.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +115,16 @@ class Settings(Mapping[str, Any]):
         for s in SETTINGS:
             value = self._values[s.name]
             shown = "(not set)" if value is None else ("****" if s.secret else str(value))
+            if s.name == "database_url" and value:
+                shown = masked_url(str(value))
             rows.append((s.name, shown, self._origins[s.name], s.help))
         return rows
+
+
+def masked_url(url: str) -> str:
+    """A database URL with any password hidden, for messages and `config show`."""
+    url = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
 
 
 def _coerce(setting: Setting, raw: Any, origin: str) -> Any:

@@ -177,3 +177,10 @@ def test_serve_runs_the_site_with_workers(web_settings):
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "serving on http://localhost:" in out and "2 workers" in out
+
+
+def test_database_passwords_are_never_printed(env, capsys, monkeypatch):
+    monkeypatch.setenv("PAPERSIFT_DATABASE_URL", "postgresql://ada:s3cr3t-pw@db.example.org:5432/papers")
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cr3t-pw" not in out and "postgresql://ada:***@db.example.org:5432/papers" in out

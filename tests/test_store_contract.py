@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from papersift.errors import BadInput, Conflict, NotFound, StoreError
+from papersift.errors import BadInput, ConfigError, Conflict, NotFound, StoreError
 from papersift.models import Paper
 from papersift.store import open_store
 
@@ -17,7 +17,23 @@ def _sqlite(tmp_path):
     return open_store(str(tmp_path / "contract.db"), migrate=True)
 
 
-BACKENDS = {"sqlite": _sqlite}
+def _postgresql(tmp_path):
+    """A fresh database on the session's throwaway PostgreSQL (tests/pg.py). Skipped where no server can
+    be started here, unless PAPERSIFT_REQUIRE_POSTGRES=1, where that is a failure."""
+    import os
+
+    import pg
+
+    try:
+        url = pg.new_database()
+        return open_store(url, migrate=True)
+    except (pg.PostgresUnavailable, ImportError, ConfigError) as e:
+        if os.environ.get("PAPERSIFT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required (PAPERSIFT_REQUIRE_POSTGRES=1) but: {e}")
+        pytest.skip(f"no PostgreSQL here: {e}")
+
+
+BACKENDS = {"sqlite": _sqlite, "postgresql": _postgresql}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -16,7 +16,13 @@ def _sqlite(tmp_path):
     return open_store(str(tmp_path / "digests.db"), migrate=True)
 
 
-BACKENDS = {"sqlite": _sqlite}
+def _postgresql(tmp_path):
+    from test_store_contract import _postgresql as contract_postgresql
+
+    return contract_postgresql(tmp_path)
+
+
+BACKENDS = {"sqlite": _sqlite, "postgresql": _postgresql}
 
 T0 = dt.datetime(2026, 7, 1, 8, 0, tzinfo=dt.timezone.utc)
 LEASE = dt.timedelta(minutes=10)

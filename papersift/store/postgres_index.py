@@ -1,0 +1,234 @@
+"""The PostgreSQL catalog's index support: full text (tsvector + GIN), the vocabulary for spelling
+corrections, and embeddings in pgvector. A mixin of PostgresStore, answering as the SQLite store's
+fulltext.py / spelling.py / embedding methods do.
+
+Full text: one weighted tsvector per paper (title A, abstract B, authors C) in papers_fts, ranked by
+ts_rank with weights {D, C, B, A} = {0, 0.2, 0.4, 1.0}. A user's query never reaches tsquery syntax raw:
+it is split as fulltext.build_match splits it (words, "phrases", prefix*), each part becomes
+plainto_tsquery / phraseto_tsquery / a quoted `'word':*` prefix, and the parts are OR-ed, so `"`,
+`NEAR(`, `*`, `AND`, `'; DROP TABLE` are searched for, never parsed. (websearch_to_tsquery would be
+safe as well, but it ANDs words and reads `or` and `-word` as operators; the SQLite reference ORs words
+and lets the ranking put papers matching more of them first.) Stopwords are not indexed: a query made
+only of stopwords finds nothing here, where SQLite searches for the stopwords themselves.
+
+Embeddings: a `vector` column (pgvector) per (model, paper), no bytea copy. Vectors are read back with
+vector_send (pgvector's binary form: int16 dim, int16 unused, dim big-endian float32), so no type
+registration is needed; written as float4[] cast to vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+
+from papersift.errors import BadInput
+from papersift.store import postgres_spelling
+from papersift.store.fulltext import _TOKEN, _WORD, STOPWORDS, Filters
+
+CONFIG = "papersift"  # the text search configuration of migration 0002: English, accents folded
+WEIGHTS = "{0, 0.2, 0.4, 1.0}"  # D (unused), C authors, B abstract, A title
+FTS_LOCK = 0x66747373796E  # "ftssyn": one full-text sync at a time
+DOC = ("setweight(to_tsvector('papersift', p.title), 'A') || setweight(to_tsvector('papersift', p.abstract), 'B') "
+       "|| setweight(to_tsvector('papersift', array_to_string(p.authors, ' ')), 'C')")
+_MAX_WORD = 200  # longer "words" are no words (and tsquery refuses lexemes over 2 kB)
+
+
+def build_tsquery(query: str, max_terms: int = 64) -> tuple[str, list[str]] | None:
+    """(SQL expression of a tsquery, its parameters) for a user query, or None when nothing searchable is
+    left. Every piece of the user's text travels as a parameter."""
+    parts: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for m in _TOKEN.finditer(query):
+        phrase, word = m.group(1), m.group(2)
+        if phrase is not None:
+            words = [w for w in _WORD.findall(phrase) if len(w) <= _MAX_WORD]
+            if words:
+                parts.append((f"phraseto_tsquery('{CONFIG}', %s)", " ".join(words)))
+            continue
+        prefix = word.endswith("*")
+        for w in _WORD.findall(word.rstrip("*")):
+            lw = w.lower()
+            if (lw in STOPWORDS and not prefix) or lw in seen or len(w) > _MAX_WORD:
+                continue
+            seen.add(lw)
+            if prefix and len(w) >= 2:
+                # \w+ holds no quote or backslash: quoted, it is one lexeme to to_tsquery
+                parts.append((f"to_tsquery('{CONFIG}', %s)", f"'{lw}':*"))
+            else:
+                parts.append((f"plainto_tsquery('{CONFIG}', %s)", w))
+        if len(parts) >= max_terms:
+            break
+    if not parts:
+        return None
+    parts = parts[:max_terms]
+    return "(" + " || ".join(sql for sql, _ in parts) + ")", [arg for _, arg in parts]
+
+
+def filter_sql(filters: Filters | None) -> tuple[str, list]:
+    if filters is None:
+        return "", []
+    where, args = [], []
+    if filters.category:
+        where.append("p.id IN (SELECT paper_id FROM paper_categories WHERE category = %s)")
+        args.append(filters.category)
+    if filters.since:
+        where.append("coalesce(p.listed, p.submitted) >= %s")
+        args.append(filters.since)
+    if filters.until:
+        where.append("coalesce(p.listed, p.submitted) <= %s")
+        args.append(filters.until)
+    if filters.author:
+        where.append("p.id IN (SELECT pa.paper_id FROM authors a JOIN paper_authors pa ON pa.author_id = a.id "
+                     "WHERE lower(a.name) = lower(%s))")
+        args.append(filters.author)
+    return ("AND " + " AND ".join(where)) if where else "", args
+
+
+def _vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    """float32 [n, dim] from pgvector's binary values."""
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    out = np.empty((len(blobs), dim), dtype=np.float32)
+    for i, blob in enumerate(blobs):
+        out[i] = np.frombuffer(blob, dtype=">f4", count=dim, offset=4)
+    return out
+
+
+class IndexTables:
+    # -- full text -----------------------------------------------------------------------------
+    def sync_fulltext(self) -> int:
+        """Bring papers_fts (and its vocabulary) in step with papers: every paper whose change_seq is above
+        the last synced one, one transaction per write batch of the catalog, watermark included."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT value FROM index_state WHERE key = 'fts_seq'").fetchone()
+            mark = int(row[0]) if row else 0
+            seqs = [r[0] for r in conn.execute(
+                "SELECT DISTINCT change_seq FROM papers WHERE change_seq > %s ORDER BY change_seq", (mark,))]
+        written = 0
+        for seq in seqs:
+            with self._connection() as conn:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (FTS_LOCK,))
+                row = conn.execute("SELECT value FROM index_state WHERE key = 'fts_seq'").fetchone()
+                if row and int(row[0]) >= seq:
+                    continue  # another sync did it meanwhile
+                ids = [r[0] for r in conn.execute("SELECT id FROM papers WHERE change_seq = %s", (seq,))]
+                # the vocabulary counts papers per lexeme: take the old documents' lexemes out, the new ones in
+                emptied = [r[0] for r in conn.execute(
+                    "UPDATE papers_fts_vocab v SET doc = v.doc - d.n FROM (SELECT lexeme, count(*) AS n "
+                    "FROM papers_fts f, unnest(tsvector_to_array(f.doc)) AS lexeme "
+                    "WHERE f.paper_id = ANY(%s::bigint[]) GROUP BY lexeme) d WHERE v.term = d.lexeme "
+                    "RETURNING v.term, v.doc", (ids,)) if r[1] <= 0]
+                conn.execute(
+                    f"INSERT INTO papers_fts (paper_id, doc) SELECT p.id, {DOC} FROM papers p WHERE p.change_seq = %s "
+                    "ON CONFLICT (paper_id) DO UPDATE SET doc = excluded.doc", (seq,))
+                conn.execute(
+                    "INSERT INTO papers_fts_vocab (term, doc) SELECT lexeme, count(*) "
+                    "FROM papers_fts f, unnest(tsvector_to_array(f.doc)) AS lexeme "
+                    "WHERE f.paper_id = ANY(%s::bigint[]) GROUP BY lexeme "
+                    "ON CONFLICT (term) DO UPDATE SET doc = papers_fts_vocab.doc + excluded.doc", (ids,))
+                if emptied:  # lexemes no paper holds any more (unless the new documents brought them back)
+                    conn.execute("DELETE FROM papers_fts_vocab WHERE term = ANY(%s::text[]) AND doc <= 0", (emptied,))
+                conn.execute("INSERT INTO index_state VALUES ('fts_seq', %s) ON CONFLICT (key) "
+                             "DO UPDATE SET value = excluded.value", (str(seq),))
+                written += len(ids)
+        return written
+
+    def search_fulltext(self, query: str, limit: int = 100, filters: Filters | None = None) -> list[tuple[int, float]]:
+        """(paper id, ts_rank score) best first; higher is better."""
+        built = build_tsquery(query)
+        if built is None:
+            return []
+        tsquery, args = built
+        where, fargs = filter_sql(filters)
+        sql = (f"SELECT f.paper_id, ts_rank('{WEIGHTS}', f.doc, q.q, 1) AS score "
+               f"FROM (SELECT {tsquery} AS q) q, papers_fts f JOIN papers p ON p.id = f.paper_id "
+               f"WHERE f.doc @@ q.q {where} ORDER BY score DESC, f.paper_id LIMIT %s")
+        return [(r[0], float(r[1])) for r in self._query(sql, [*args, *fargs, limit])]
+
+    def filtered_ids(self, filters: Filters) -> list[int]:
+        """Every paper id passing the filters (for filtering vector search)."""
+        where, args = filter_sql(filters)
+        return [r[0] for r in self._query(f"SELECT p.id FROM papers p WHERE true {where}", args)]
+
+    def spelling_corrections(self, query: str) -> dict[str, str]:
+        """{typed word: indexed word} for the query's words that (almost) no paper contains."""
+        with self._connection() as conn:
+            return postgres_spelling.corrections(conn, query)
+
+    # -- embeddings ----------------------------------------------------------------------------
+    def papers_to_embed(self, model: str, limit: int = 1000,
+                        after: tuple[int, int] = (0, 0)) -> list[tuple[int, int, str, str]]:
+        """(id, change_seq, title, abstract) of papers with no embedding for `model`, or an outdated one,
+        oldest change first, after the (change_seq, id) `after`."""
+        return [tuple(r) for r in self._query(
+            "SELECT p.id, p.change_seq, p.title, p.abstract FROM papers p LEFT JOIN embeddings e "
+            "ON e.model = %s AND e.paper_id = p.id WHERE (p.change_seq, p.id) > (%s, %s) "
+            "AND (e.paper_id IS NULL OR e.seq < p.change_seq) ORDER BY p.change_seq, p.id LIMIT %s",
+            (model, *after, limit))]
+
+    def save_embeddings(self, model: str, rows: Sequence[tuple[int, int]], vectors) -> None:
+        """Store vectors for (paper id, change_seq) rows, in one transaction."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(rows) != len(vectors):
+            raise BadInput(f"{len(rows)} papers but {len(vectors)} vectors")
+        if not len(rows):
+            return
+        with self._connection() as conn:
+            conn.cursor().executemany(
+                "INSERT INTO embeddings VALUES (%s, %s, %s, %s::real[]::vector) ON CONFLICT (model, paper_id) "
+                "DO UPDATE SET seq = excluded.seq, vector = excluded.vector",
+                [(model, int(pid), int(seq), vec.tolist()) for (pid, seq), vec in zip(rows, vectors)])
+
+    def load_embeddings(self, model: str, dim: int, with_seq: bool = False):
+        """(paper ids int64 [n], vectors float32 [n, dim]) of every paper embedded with `model`, by id;
+        with `with_seq`, also the change_seq each vector was computed at."""
+        rows = self._query("SELECT paper_id, vector_send(vector), seq FROM embeddings WHERE model = %s "
+                           "ORDER BY paper_id", (model,))
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = _vectors([r[1] for r in rows], dim)
+        if with_seq:
+            return ids, vectors, np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, vectors
+
+    def paper_embeddings(self, model: str, paper_ids: Sequence[int], dim: int):
+        """(paper ids int64 [n], vectors float32 [n, dim]) of those of `paper_ids` embedded with `model`."""
+        ids = sorted({int(i) for i in paper_ids})
+        rows = self._query("SELECT paper_id, vector_send(vector) FROM embeddings WHERE model = %s "
+                           "AND paper_id = ANY(%s::bigint[]) ORDER BY paper_id", (model, ids)) if ids else []
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), _vectors([r[1] for r in rows], dim)
+
+    def paper_embedding(self, model: str, paper_id: int, dim: int) -> np.ndarray | None:
+        row = self._one("SELECT vector_send(vector) FROM embeddings WHERE model = %s AND paper_id = %s",
+                        (model, paper_id))
+        return _vectors([row[0]], dim)[0] if row else None
+
+    def embedding_models(self) -> dict[str, int]:
+        return dict(self._query("SELECT model, count(*) FROM embeddings GROUP BY model"))
+
+    def delete_embeddings(self, model: str) -> int:
+        return self._rowcount("DELETE FROM embeddings WHERE model = %s", (model,))
+
+    # -- PostgreSQL only: k-NN in the database -------------------------------------------------
+    def create_vector_index(self, model: str, dim: int) -> None:
+        """An HNSW index (cosine) on `model`'s vectors, for nearest_papers. Not part of the Store protocol:
+        papersift's own VectorIndex (index/) serves the site; this serves SQL users and other services."""
+        from psycopg import sql
+
+        name = "embeddings_hnsw_" + hashlib.blake2b(model.encode(), digest_size=8).hexdigest()
+        with self._connection() as conn:
+            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON embeddings USING hnsw "
+                                 "((vector::vector({})) vector_cosine_ops) WHERE model = {}").format(
+                sql.Identifier(name), sql.Literal(int(dim)), sql.Literal(model)))
+
+    def nearest_papers(self, model: str, vector, k: int = 10) -> list[tuple[int, float]]:
+        """(paper id, cosine similarity) of the `k` papers nearest to `vector`, best first (uses the HNSW
+        index of create_vector_index when there is one)."""
+        vec = np.asarray(vector, dtype=np.float32).ravel()
+        dim = int(vec.shape[0])
+        rows = self._query(
+            f"SELECT paper_id, 1 - (vector::vector({dim}) <=> %s::real[]::vector({dim})) FROM embeddings "
+            f"WHERE model = %s ORDER BY vector::vector({dim}) <=> %s::real[]::vector({dim}) LIMIT %s",
+            (vec.tolist(), model, vec.tolist(), int(k)))
+        return [(r[0], float(r[1])) for r in rows]
