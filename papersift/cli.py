@@ -107,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="folder for the preview's .eml/.html/.txt (default: here)")
     p.add_argument("--to-folder", help="write the emails as .eml files into this folder instead of sending them")
 
+    p = _command(sub, "db", "Catalog maintenance: copy the catalog to another database (SQLite → PostgreSQL), verify.",
+                 "papersift db migrate-to postgresql://user@host/papersift")
+    dbsub = p.add_subparsers(dest="db_command", metavar="ACTION")
+    dbsub.required = True
+    m = _command(dbsub, "migrate-to", "Copy the whole catalog into another one (normally PostgreSQL) and verify it "
+                 "by counts and checksums; rerun the same command to resume after a crash.",
+                 "papersift db migrate-to postgresql://user@host/papersift")
+    m.add_argument("url", help="the target catalog: postgresql://… or a SQLite path")
+    m.add_argument("--batch-size", dest="copy_batch", type=int, default=2000, help="papers per transaction")
+    m.add_argument("--no-fulltext", action="store_true", help="skip indexing the target for search")
+    m.add_argument("--json", action="store_true", help="print the report as JSON")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    v = _command(dbsub, "verify", "Compare the catalog with another one, part by part (counts and checksums).",
+                 "papersift db verify postgresql://user@host/papersift")
+    v.add_argument("url", help="the other catalog")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = _command(sub, "serve", "Run the website and JSON API.", "papersift serve --port 8000")
     p.add_argument("--host", help="listen address (default setting `host`, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default setting `port`, 8000)")
@@ -321,6 +339,64 @@ def cmd_digest(args) -> int:
     return 0
 
 
+def cmd_db(args) -> int:
+    from tqdm import tqdm
+
+    from papersift.store import open_store
+    from papersift.store.copy import copy_catalog, verify_catalog
+
+    settings = _settings(args)
+    if masked_url(args.url) == masked_url(settings.resolved_database_url) or args.url == settings.resolved_database_url:
+        raise PapersiftError("the target is the catalog itself", hint="name another database")
+    source = _open_store(settings, migrate=False)
+    target = open_store(args.url, migrate=args.db_command == "migrate-to")
+    bars: dict = {}
+
+    def progress(part, done, total) -> None:
+        if args.quiet or args.json:
+            return
+        if part not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars.clear()
+            bars[part] = tqdm(desc=part, total=total, unit=" rows", file=sys.stderr, dynamic_ncols=True)
+        bars[part].update(done - bars[part].n)
+
+    if not args.json:
+        print(f"{'migrating' if args.db_command == 'migrate-to' else 'comparing'} "
+              f"{masked_url(settings.resolved_database_url)} → {masked_url(args.url)}", flush=True)
+    try:
+        if args.db_command == "migrate-to":
+            report = copy_catalog(source, target, batch=args.copy_batch, on_progress=progress,
+                                  fulltext=not args.no_fulltext)
+        else:
+            report = verify_catalog(source, target)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+        return 0 if report.verified else 1
+    print(f"{'part':<28} {'copied':>9} {'skipped':>8} {'failed':>7} {'source':>9} {'target':>9}  ok  seconds")
+    for name, part in report.parts.items():
+        print(f"{name[:28]:<28} {part.copied:>9,} {part.skipped:>8,} {part.failed:>7,} {part.source_count or 0:>9,} "
+              f"{part.target_count or 0:>9,}  {'yes' if part.verified else 'NO ':<3} {part.seconds:>7.1f}")
+    for problem in report.problems[:20]:
+        print(f"problem: {problem}", file=sys.stderr)
+    if report.gaps:
+        print("not copied:")
+        for gap in report.gaps:
+            print(f"  - {gap}")
+    print(f"{'verified' if report.verified else 'NOT verified'} in {report.seconds:.1f} s")
+    if not report.verified:
+        for name, part in report.parts.items():
+            if not part.verified:
+                print(f"{name} differs: {part.differences}", file=sys.stderr)
+        print("hint: rerun the same command: it resumes and fills in what is missing", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_serve(args) -> int:
     from papersift.web.serve import serve
 
@@ -423,7 +499,7 @@ def cmd_related(args) -> int:
 
 COMMANDS = {"init": cmd_init, "ingest": cmd_ingest, "index": cmd_index, "search": cmd_search, "related": cmd_related,
             "stats": cmd_stats, "show": cmd_show, "config": cmd_config, "demo": cmd_demo, "serve": cmd_serve,
-            "update": cmd_update, "digest": cmd_digest}
+            "update": cmd_update, "digest": cmd_digest, "db": cmd_db}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
