@@ -18,9 +18,9 @@ so memory and fit time grow with the square of the number of readers, not of pap
 who was not in the fit, or whose library changed since, is folded in exactly by the same formula.
 
 Papers nobody has kept yet ("cold"), the mean of two content predictions of that same score:
-  transfer  the cosine-weighted mean of the reader's EASE scores x B of the paper's NEIGHBOURS (the
-            kept papers closest to it by embedding): a new paper inherits what readers do with papers
-            like it;
+  transfer  kernel regression (Nadaraya–Watson) of the reader's EASE scores x B over the paper's
+            NEIGHBOURS, the kept papers closest to it by embedding, weights ∝ exp(cosine / τ): a new paper
+            inherits what readers do with papers like it, a near-copy of a kept paper most of its score;
   ridge     a ridge regression, per reader, of "in my library" on the embeddings of the kept papers:
             p = (EᵀE + μI)⁻¹ Σ wᵢ eᵢ, score e · p, what sets this reader's papers apart from the rest
             (closed form; the inverse is shared by all readers).
@@ -29,6 +29,15 @@ Dismissed papers ("not interested") and their near-duplicates go down by their c
 dismissed paper (nothing below DISMISS_FLOOR, the most at cosine 1), on the scale of the reader's
 own scores. The constants were chosen on validation splits carved from CiteULike-a's training part
 (the bench's --tune), never on its test hold-out.
+
+Running it: `fit` nightly (or after enough new interactions) on every reader's positives and the
+embeddings of every paper, then `save`; `add_items` for papers that arrive between fits (they are cold
+until the next fit); per request, `top` with the reader's current Library, so a save made a minute ago
+counts at once (the fold-in is exact). Cost: the fit inverts a (readers + d)² matrix, O((U + d)³),
+and K takes (U + d)² float32 (5,551 readers: 140 MB); a request costs O(readers who share a paper
+with the reader · (U + d) + entries of X + kept papers · d + new papers · (neighbours + d)), linear in
+the catalog; `candidates` (e.g. the last days' papers) limits the new papers' part. Past ~20k readers
+the (U + d)² inverse outgrows a small server: fit on a sample of readers and fold the rest in.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ import numpy as np
 
 from papersift.errors import BadInput, MissingExtra, NotFound
 
-FORMAT = "papersift-recommender-1"
+FORMAT = "papersift-recommender-2"  # 2: kernel (exp(cos/τ)) neighbour weights
 DISMISS_FLOOR = 0.5  # cosine of MiniLM title vectors under which a dismissal does not reach a paper
 DISMISS_DEPTH = 1.5  # a dismissed paper's near-copy loses 1.5 × (top score − median score): off the feed
 BLOCK = 256  # readers scored together: bounds the (readers × items) temporaries
@@ -92,16 +101,17 @@ def _pairs(indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return left, seg_start + offset, segment
 
 
-def _top_neighbours(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each query vector, its k most similar keys and weights ∝ max(cosine, 0) summing to 1."""
+def _top_neighbours(queries: np.ndarray, keys: np.ndarray, k: int, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each query vector, its k most similar keys and kernel weights ∝ exp(cosine / bandwidth), summing to 1."""
     n, k = len(queries), min(k, len(keys))
     idx, wts = np.zeros((n, k), np.int64), np.zeros((n, k), np.float32)
     for s in range(0, n, 2048):
         sims = queries[s:s + 2048] @ keys.T
         part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(keys) else np.tile(np.arange(k), (len(sims), 1))
-        w = np.maximum(np.take_along_axis(sims, part, 1), 0)
+        near = np.take_along_axis(sims, part, 1)
+        w = np.exp((near - near.max(1, keepdims=True)) / bandwidth)
         idx[s:s + len(sims)] = part
-        wts[s:s + len(sims)] = w / np.maximum(w.sum(1, keepdims=True), 1e-9)
+        wts[s:s + len(sims)] = w / w.sum(1, keepdims=True)
     return idx, wts
 
 
@@ -110,18 +120,19 @@ class Recommender:
 
     l2 (λ)              EASE's ridge, in units of one reader's save.
     content_weight (α)  weight of the embedding rows: each dimension counts like α readers.
-    neighbours          kept papers a new paper takes its score from.
+    neighbours          kept papers a new paper takes its score from,
+    bandwidth (τ)       with weights ∝ exp(cosine / τ): a near-copy of a kept paper inherits most of its score.
     ridge (μ)           ridge of the per-reader content regression.
     transfer_share      share of `transfer` in a new paper's score (the rest is `ridge`).
     """
 
-    def __init__(self, l2: float = 150.0, content_weight: float = 200.0, neighbours: int = 30, ridge: float = 30.0,
-                 transfer_share: float = 0.5):
-        if l2 <= 0 or content_weight < 0 or neighbours < 1 or ridge <= 0 or not 0 <= transfer_share <= 1:
-            raise BadInput("recommender parameters out of range",
-                           hint="l2 > 0, content_weight ≥ 0, neighbours ≥ 1, ridge > 0, 0 ≤ transfer_share ≤ 1.")
+    def __init__(self, l2: float = 150.0, content_weight: float = 500.0, neighbours: int = 30, bandwidth: float = 0.1,
+                 ridge: float = 30.0, transfer_share: float = 0.5):
+        if l2 <= 0 or content_weight < 0 or neighbours < 1 or bandwidth <= 0 or ridge <= 0 or not 0 <= transfer_share <= 1:
+            raise BadInput("recommender parameters out of range", hint="l2 > 0, content_weight ≥ 0, neighbours ≥ 1, "
+                           "bandwidth > 0, ridge > 0, 0 ≤ transfer_share ≤ 1.")
         self.params = {"l2": float(l2), "content_weight": float(content_weight), "neighbours": int(neighbours),
-                       "ridge": float(ridge), "transfer_share": float(transfer_share)}
+                       "bandwidth": float(bandwidth), "ridge": float(ridge), "transfer_share": float(transfer_share)}
         self._fitted = False
 
     # -- fit ------------------------------------------------------------------------------------
@@ -206,9 +217,10 @@ class Recommender:
         if not hasattr(self, "nbr") or len(self.nbr) != len(self.cold):
             k = self.params["neighbours"]
             if len(self.warm):
-                self.nbr, self.nbr_w = _top_neighbours(self.E[self.cold], self.Ew, k)
+                self.nbr, self.nbr_w = _top_neighbours(self.E[self.cold], self.Ew, k, self.params["bandwidth"])
             else:
                 self.nbr, self.nbr_w = np.zeros((len(self.cold), 0), np.int64), np.zeros((len(self.cold), 0), np.float32)
+        self.Ec = np.ascontiguousarray(self.E[self.cold])
         k = self.nbr.shape[1]
         self.transfer = sp.csr_matrix((self.nbr_w.ravel(), self.nbr.ravel(), np.arange(len(self.cold) + 1) * k),
                                       shape=(len(self.cold), len(self.warm)))
@@ -222,7 +234,7 @@ class Recommender:
         self.E = np.concatenate([self.E, new])
         self.col = np.concatenate([self.col, np.full(len(new), -1, np.int64)])
         if len(self.warm):
-            nbr, nbr_w = _top_neighbours(new, self.Ew, self.params["neighbours"])
+            nbr, nbr_w = _top_neighbours(new, self.Ew, self.params["neighbours"], self.params["bandwidth"])
             self.nbr, self.nbr_w = np.concatenate([self.nbr, nbr]), np.concatenate([self.nbr_w, nbr_w])
         else:
             self.nbr = np.zeros((len(self.nbr) + len(new), 0), np.int64)
@@ -279,44 +291,56 @@ class Recommender:
         x = Xb.toarray()
         return x - ((x - XtZ.T) / self.params["l2"]) / self.diagP
 
-    def _cold_scores(self, L, warm: np.ndarray) -> np.ndarray:
+    def _cold_scores(self, L, warm: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """Scores of the cold items (all, or those at `rows` of the cold tables) for each row of L."""
         share = self.params["transfer_share"]
+        Ec = self.Ec if rows is None else self.Ec[rows]
+        transfer = self.transfer if rows is None else self.transfer[rows]
         profile = (L @ self.E) @ self.ridge_inv  # ridge: (EᵀE + μI)⁻¹ Σ wᵢ eᵢ over kept and new positives
-        cold = (1 - share) * (profile @ self.E[self.cold].T)
-        if self.transfer.nnz:
-            cold += share * (self.transfer @ warm.T).T  # transfer: neighbours' x B, cosine-weighted mean
+        cold = (1 - share) * (profile @ Ec.T)
+        if transfer.nnz:
+            cold += share * (transfer @ warm.T).T  # transfer: the neighbours' x B, kernel-weighted
         return cold
 
-    def score_many(self, libraries: list[Library]) -> np.ndarray:
-        """Scores (len(libraries) × n_items), higher is better: collective EASE for kept papers, content
-        transfer + ridge for the rest, dismissals applied. A library's own positives get their
-        leave-one-out score; `top` leaves them out."""
+    def score_many(self, libraries: list[Library], candidates: np.ndarray | None = None) -> np.ndarray:
+        """Scores (len(libraries) × n_items, or × len(candidates) in their order), higher is better:
+        collective EASE for kept papers, content transfer + ridge for the rest, dismissals applied. A
+        library's own positives get their leave-one-out score; `top` leaves them out. Candidates save
+        the content scoring of the new papers left out (a "today" feed over a large catalog)."""
         self._check()
-        out = np.empty((len(libraries), self.n_items), np.float32)
+        items = None if candidates is None else np.asarray(candidates, np.int64).reshape(-1)
+        if items is not None and len(items) and (items.min() < 0 or items.max() >= self.n_items):
+            raise NotFound(f"candidate out of range 0..{self.n_items - 1}")
+        col = self.col if items is None else self.col[items]
+        warm_at, cold_at = np.flatnonzero(col >= 0), np.flatnonzero(col < 0)
+        rows = None if items is None else np.searchsorted(self.cold, items[cold_at])
+        out = np.empty((len(libraries), self.n_items if items is None else len(items)), np.float32)
         for s in range(0, len(libraries), BLOCK):
             block = libraries[s:s + BLOCK]
             L = self._library_matrix(block)
             warm = self._warm_scores(L)
-            out[s:s + len(block), self.warm] = warm
-            if len(self.cold):
-                out[s:s + len(block), self.cold] = self._cold_scores(L, warm)
+            out[s:s + len(block), warm_at] = warm[:, col[warm_at]]
+            if len(cold_at):
+                out[s:s + len(block), cold_at] = self._cold_scores(L, warm, rows)
             for r, lib in enumerate(block):
                 if len(lib.negatives):
-                    self._dismiss(out[s + r], lib)
+                    # the scale: this reader's scores of the kept papers (the same whatever the candidates)
+                    scale = warm[r] if warm.shape[1] else out[s + r]
+                    spread = float(scale.max() - np.median(scale)) if len(scale) else 0.0
+                    self._dismiss(out[s + r], lib, items, spread or 1.0)
         return out
 
-    def _dismiss(self, scores: np.ndarray, library: Library) -> None:
-        """Push dismissed papers and those close to them down, in place, on the scale of these scores."""
-        closeness = (self.E[library.negatives] @ self.E.T).max(axis=0)
+    def _dismiss(self, scores: np.ndarray, library: Library, items: np.ndarray | None, spread: float) -> None:
+        """Push dismissed papers and those close to them down by up to DISMISS_DEPTH · spread, in place."""
+        E = self.E if items is None else self.E[items]
+        closeness = (self.E[library.negatives] @ E.T).max(axis=0)
         reach = np.clip((closeness - DISMISS_FLOOR) / (1 - DISMISS_FLOOR), 0, 1)
-        spread = float(scores.max() - np.median(scores)) or 1.0
         scores -= DISMISS_DEPTH * spread * reach
 
     def score(self, library: Library, candidates: np.ndarray | None = None) -> np.ndarray:
         """One reader's scores for every item (or for `candidates`, in their order): any reader, in the
         fit or not, with any number of positives."""
-        s = self.score_many([library])[0]
-        return s if candidates is None else s[np.asarray(candidates, np.int64)]
+        return self.score_many([library], candidates)[0]
 
     def top(self, library: Library, k: int, exclude: np.ndarray | None = None,
             candidates: np.ndarray | None = None) -> list[tuple[int, float]]:
@@ -328,28 +352,29 @@ class Recommender:
                  candidates: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
         """`top` for many readers at once (the nightly refresh of every reader's feed)."""
         self._check()
-        blocked = None
-        if candidates is not None:
-            blocked = np.ones(self.n_items, bool)
-            blocked[np.asarray(candidates, np.int64)] = False
+        items = np.arange(self.n_items) if candidates is None else np.unique(np.asarray(candidates, np.int64))
         results = []
         for s in range(0, len(libraries), BLOCK):
             block = libraries[s:s + BLOCK]
-            scores = self.score_many(block)
-            if blocked is not None:
-                scores[:, blocked] = -np.inf
+            scores = self.score_many(block, None if candidates is None else items)
             for r, lib in enumerate(block):
-                scores[r, lib.positives] = -np.inf
-                scores[r, lib.negatives] = -np.inf
+                drop = [lib.positives, lib.negatives]
                 if excludes is not None and excludes[s + r] is not None:
-                    scores[r, np.asarray(excludes[s + r], np.int64)] = -np.inf
-            kk = min(k, self.n_items)
-            part = (np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < self.n_items
+                    drop.append(np.asarray(excludes[s + r], np.int64))
+                drop = np.concatenate(drop)
+                at = np.searchsorted(items, drop)
+                at = at[(at < len(items)) & (items[np.minimum(at, len(items) - 1)] == drop)]
+                scores[r, at] = -np.inf
+            kk = min(k, len(items))
+            if not kk:
+                results += [[] for _ in block]
+                continue
+            part = (np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < len(items)
                     else np.tile(np.arange(kk), (len(block), 1)))
             vals = np.take_along_axis(scores, part, 1)
             order = np.lexsort((part, -vals), axis=1)  # ties: the smaller index first
             for r in range(len(block)):
-                results.append([(int(part[r, j]), float(vals[r, j])) for j in order[r] if np.isfinite(vals[r, j])])
+                results.append([(int(items[part[r, j]]), float(vals[r, j])) for j in order[r] if np.isfinite(vals[r, j])])
         return results
 
     def explain(self, library: Library, item: int, k: int = 3) -> list[tuple[int, float]]:
