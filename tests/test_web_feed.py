@@ -146,3 +146,27 @@ def test_feed_needs_a_login(app):
     anonymous = TestClient(app)
     assert anonymous.get("/api/recommendations").status_code == 401
     assert anonymous.get("/for-you", follow_redirects=False).headers["location"].startswith("/login")
+
+
+def test_an_imported_zotero_library_seeds_the_feed(app):
+    from pathlib import Path
+
+    client = reader(app)
+    bib = (Path(__file__).resolve().parents[2] / "shared" / "data" / "payloads" / "bibtex-ris-csl" /
+           "zotero-bbt-export-arxiv-identifiers.bibtex").read_text(encoding="utf-8")
+    r = client.post("/api/library/import", json={"library": bib})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["read"] > 0 and result["saved"] > 0
+    saved = client.get("/api/library").json()["saved"]
+    assert len(saved) == result["saved"]
+    # the imported papers are new to the catalog: the next index step embeds them, then the feed starts from them
+    from papersift.index.build import build_index
+    site = app.state.site
+    build_index(site.store, site.discovery.embedders[0], site.discovery.data_dir)
+    site.discovery.reload()
+    ids, r = feed_ids(client)
+    assert r.headers["x-feed-cold"] == "0" and ids
+    assert client.post("/api/library/import", json={"library": "@article{broken,"}).status_code == 400
+    page = client.post("/library/import", data={"library": bib})
+    assert page.status_code == 200 and "Imported" in page.text

@@ -180,3 +180,31 @@ def feed_change(site: Site, user: User, form: dict) -> str:
         site.store.set_feed_settings(user.id, categories=cats[:50])
         return what
     raise BadInput(f"unknown feed action {what!r}")
+
+
+def import_library(site: Site, user: User, text: str) -> dict:
+    """A reader's exported library (BibTeX, RIS or CSL-JSON text, as Zotero/JabRef/BibDesk write it):
+    its papers are merged into the catalog (matched by arXiv id, DOI or title) and saved for the
+    reader, so their feed starts from it. Malformed entries are reported and skipped."""
+    from papersift.ingest.bibtex import parse_bibtex, parse_csl_json, parse_ris
+    from papersift.models import Problem
+
+    text = text.strip()
+    if not text:
+        raise BadInput("paste a BibTeX, RIS or CSL-JSON export")
+    parse = parse_csl_json if text[:1] in "[{" else parse_ris if text.startswith("TY  -") else parse_bibtex
+    papers, problems = [], []
+    for item in parse(text, source=f"import by {user.username}"):
+        (problems if isinstance(item, Problem) else papers).append(item)
+    if not papers and problems:
+        raise BadInput(f"nothing could be read: {problems[0]}")
+    site.store.upsert_papers(papers)
+    saved, unmatched = 0, 0
+    for p in papers:
+        ref = p.arxiv_id or (f"doi:{p.doi}" if p.doi else None)
+        found = site.store.find_paper(ref) if ref else None
+        if found is None:
+            unmatched += 1
+            continue
+        saved += site.store.add_interaction(user.id, found.id, "save")
+    return {"read": len(papers), "saved": saved, "not_matched": unmatched, "problems": [str(x) for x in problems[:20]]}

@@ -211,6 +211,12 @@ def library(ctx: Ctx):
             "collections": [_collection_json(ctx, c) for c in data["collections"]]}
 
 
+def library_import(ctx: Ctx):
+    user = views.require_user(ctx.user)
+    text = ctx.form.get("library", "")
+    return actions.import_library(ctx.site, user, text if isinstance(text, str) else "")
+
+
 def me_export(ctx: Ctx):
     return views.export(ctx.site, views.require_user(ctx.user))
 
@@ -239,6 +245,7 @@ ROUTES = [
     ("/api/me/mutes", mutes, GET + POST),
     ("/api/me/mutes/{kind}/{value:path}", mutes, DELETE),
     ("/api/library", library, GET),
+    ("/api/library/import", library_import, POST),
     ("/api/me", me, GET),
     ("/api/me/export", me_export, GET),
     ("/api/openapi.json", openapi, GET),

@@ -45,6 +45,8 @@ ENDPOINTS = [
     ("/api/recommendations/why/{ref}", "get", "Why a paper is in your feed: your closest papers, shared words",
      _REF, [], True, None),
     ("/api/library", "get", "Your saved and upvoted papers and your collections", [], [], True, None),
+    ("/api/library/import", "post", "Import your library (BibTeX, RIS or CSL-JSON text): papers are saved for you",
+     [], [], True, {"library": "string"}),
     ("/api/me/mutes", "get", "Your muted keywords, authors and categories", [], [], True, None),
     ("/api/me/mutes", "post", "Mute a keyword, author or category", [], [], True, {"kind": "string", "value": "string"}),
     ("/api/me/mutes/{kind}/{value}", "delete", "Unmute", [("kind", "string", "keyword, author or category"),

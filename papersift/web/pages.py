@@ -151,6 +151,15 @@ def library(ctx: Ctx):
     return _page(ctx, "library.html", **views.library(ctx.site, user))
 
 
+def library_import(ctx: Ctx):
+    user = views.require_user(ctx.user)
+    try:
+        result = actions.import_library(ctx.site, user, ctx.f("library"))
+    except PapersiftError as e:
+        return _page(ctx, "library.html", status=e.status, error=e.message, **views.library(ctx.site, user))
+    return _page(ctx, "library.html", imported=result, **views.library(ctx.site, user))
+
+
 def collection(ctx: Ctx):
     user = views.require_user(ctx.user)
     return _page(ctx, "collection.html", **views.collection(ctx.site, user, int(ctx.params["cid"])))
@@ -327,7 +336,7 @@ ROUTES = [
     ("/papers/{ref:path}", paper, GET),
     ("/for-you", for_you_page, GET), ("/for-you", for_you_change, POST), ("/for-you/why/{ref:path}", why, GET),
     ("/feeds/for-you/{token}.{fmt}", feed_private, GET),
-    ("/library", library, GET), ("/collections", collection_create, POST),
+    ("/library", library, GET), ("/library/import", library_import, POST), ("/collections", collection_create, POST),
     ("/collections/{cid:int}", collection, GET), ("/collections/{cid:int}/delete", collection_delete, POST),
     ("/signup", signup_form, GET), ("/signup", signup, POST), ("/login", login_form, GET), ("/login", login, POST),
     ("/logout", logout, POST), ("/account", account_page, GET), ("/account/tokens", token_create, POST),
