@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from papersift.errors import BadInput
-from papersift.store import postgres_spelling
+from papersift.store import postgres_spelling, spelling
 from papersift.store.fulltext import _TOKEN, _WORD, STOPWORDS, Filters
 
 CONFIG = "papersift"  # the text search configuration of migration 0002: English, accents folded
@@ -155,7 +155,7 @@ class IndexTables:
     def spelling_corrections(self, query: str) -> dict[str, str]:
         """{typed word: indexed word} for the query's words that (almost) no paper contains."""
         with self._connection() as conn:
-            return postgres_spelling.corrections(conn, query)
+            return spelling.corrections(conn, query, postgres_spelling.POSTGRES)
 
     # -- embeddings ----------------------------------------------------------------------------
     def papers_to_embed(self, model: str, limit: int = 1000,

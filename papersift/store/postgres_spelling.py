@@ -1,25 +1,12 @@
-"""Spelling correction for full-text queries on PostgreSQL: spelling.py's method (and its distance
-functions and thresholds) on PostgreSQL's vocabulary. Where SQLite reads fts5vocab, this reads
-papers_fts_vocab (Snowball stems with their paper counts, kept by sync_fulltext); where SQLite counts a
-word's papers with MATCH, this counts with the papers_fts GIN index.
+"""Spelling correction for full-text queries on PostgreSQL: spelling.corrections with this Vocabulary.
+Where SQLite reads fts5vocab, this reads papers_fts_vocab (Snowball stems with their paper counts, kept
+by sync_fulltext); where SQLite counts a word's papers with MATCH, this counts with the papers_fts GIN
+index.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-
-from papersift.store.spelling import (
-    _WORD,
-    KNOWN_RATIO,
-    MAX_QUERY_WORDS,
-    MAX_TYPED_DF,
-    MIN_RATIO,
-    edit_distance,
-    max_edits,
-    shortest_stem,
-    stem_distance,
-)
+from papersift.store.spelling import Vocabulary, shortest_stem
 
 
 def _lexeme_query(term: str) -> str:
@@ -45,37 +32,10 @@ def _candidates(conn, word: str) -> list[tuple[str, int]]:
     return out
 
 
-def surface_form(conn, term: str, typed: str) -> str:
-    """The written form of a stem, among those in the papers that contain it, closest to what was typed."""
-    stem = term[:-1] if term.endswith("i") else term  # the stemmer writes "immunotherapy" as "immunotherapi"
-    pattern = re.compile(r"\b" + re.escape(stem) + r"\w*", re.IGNORECASE)
-    counts: Counter[str] = Counter()
-    for title, abstract in conn.execute(
-            "SELECT p.title, p.abstract FROM papers_fts f JOIN papers p ON p.id = f.paper_id "
-            "WHERE f.doc @@ %s::tsquery LIMIT 30", (_lexeme_query(term),)):
-        counts.update(w.lower() for w in pattern.findall(f"{title} {abstract}"))
-    if not counts:
-        return term
-    return min(counts, key=lambda w: (edit_distance(typed, w, len(w) + len(typed)), -counts[w], w))
+def _texts(conn, term: str):
+    """(title, abstract) of up to 30 papers whose index holds the lexeme `term`."""
+    return conn.execute("SELECT p.title, p.abstract FROM papers_fts f JOIN papers p ON p.id = f.paper_id "
+                        "WHERE f.doc @@ %s::tsquery LIMIT 30", (_lexeme_query(term),))
 
 
-def corrections(conn, query: str) -> dict[str, str]:
-    """{typed word: corrected word} for the words of a typed query that look misspelt (spelling.corrections)."""
-    if len(query.split()) > MAX_QUERY_WORDS:
-        return {}
-    out: dict[str, str] = {}
-    for word in dict.fromkeys(w.lower() for w in _WORD.findall(query)):
-        typed_df = _doc_count(conn, word, MAX_TYPED_DF + 1)
-        if typed_df > MAX_TYPED_DF:
-            continue
-        limit = max_edits(word)
-        best: tuple[float, int, str] | None = None
-        for term, df in _candidates(conn, word):
-            if df < (MIN_RATIO if typed_df == 0 else KNOWN_RATIO * typed_df):
-                continue
-            d = stem_distance(word, term, limit)
-            if d <= limit + (0.5 if len(word) < 8 else 0) and (best is None or (d, -df, term) < best):
-                best = (d, -df, term)
-        if best is not None:
-            out[word] = surface_form(conn, best[2], word)
-    return out
+POSTGRES = Vocabulary(_doc_count, _candidates, _texts)

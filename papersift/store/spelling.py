@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 _WORD = re.compile(r"[^\W\d_]{5,}", re.UNICODE)
 MIN_RATIO = 20  # a correction for a word no paper has must be in at least this many papers
@@ -82,41 +84,60 @@ def _candidates(conn: sqlite3.Connection, word: str) -> list[tuple[str, int]]:
     return out
 
 
-def surface_form(conn: sqlite3.Connection, term: str, typed: str) -> str:
+def _texts(conn: sqlite3.Connection, term: str) -> Iterable[tuple[str, str]]:
+    """(title, abstract) of up to 30 papers whose index holds the stem `term`."""
+    return conn.execute("SELECT title, abstract FROM papers_fts WHERE papers_fts MATCH ? LIMIT 30", (f'"{term}"',))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """How a backend answers the three questions corrections() asks of its full-text index: how many
+    papers hold a word (counting up to a cap), which indexed terms could be a misspelt word, and the
+    texts of some papers holding a term. SQLite's (this module) reads FTS5; PostgreSQL's is in
+    postgres_spelling.py."""
+
+    doc_count: Callable[[Any, str, int], int]
+    candidates: Callable[[Any, str], list[tuple[str, int]]]
+    texts: Callable[[Any, str], Iterable[tuple[str, str]]]
+
+
+SQLITE = Vocabulary(_doc_count, _candidates, _texts)
+
+
+def surface_form(conn, term: str, typed: str, vocab: Vocabulary = SQLITE) -> str:
     """The written form of a stem, among those in the papers that contain it, closest to what was typed
     ("trasformer": "transform" → "transformer", not "transformation"), so a correction reads as a word
     and embeds as one."""
     stem = term[:-1] if term.endswith("i") else term  # porter writes "immunotherapy" as "immunotherapi"
     pattern = re.compile(r"\b" + re.escape(stem) + r"\w*", re.IGNORECASE)
     counts: Counter[str] = Counter()
-    for title, abstract in conn.execute("SELECT title, abstract FROM papers_fts WHERE papers_fts MATCH ? LIMIT 30",
-                                        (f'"{term}"',)):
+    for title, abstract in vocab.texts(conn, term):
         counts.update(w.lower() for w in pattern.findall(f"{title} {abstract}"))
     if not counts:
         return term
     return min(counts, key=lambda w: (edit_distance(typed, w, len(w) + len(typed)), -counts[w], w))
 
 
-def corrections(conn: sqlite3.Connection, query: str) -> dict[str, str]:
+def corrections(conn, query: str, vocab: Vocabulary = SQLITE) -> dict[str, str]:
     """{typed word: corrected word} for the words of a typed query (up to MAX_QUERY_WORDS words) that
     look misspelt; {} for longer texts, which are pasted rather than typed."""
     if len(query.split()) > MAX_QUERY_WORDS:
         return {}
     out: dict[str, str] = {}
     for word in dict.fromkeys(w.lower() for w in _WORD.findall(query)):
-        typed_df = _doc_count(conn, word, MAX_TYPED_DF + 1)
+        typed_df = vocab.doc_count(conn, word, MAX_TYPED_DF + 1)
         if typed_df > MAX_TYPED_DF:
             continue
         limit = max_edits(word)
         best: tuple[float, int, str] | None = None  # (distance, -doc count, term)
-        for term, df in _candidates(conn, word):
+        for term, df in vocab.candidates(conn, word):
             if df < (MIN_RATIO if typed_df == 0 else KNOWN_RATIO * typed_df):
                 continue
             d = stem_distance(word, term, limit)
             if d <= limit + (0.5 if len(word) < 8 else 0) and (best is None or (d, -df, term) < best):
                 best = (d, -df, term)
         if best is not None:
-            out[word] = surface_form(conn, best[2], word)
+            out[word] = surface_form(conn, best[2], word, vocab)
     return out
 
 
