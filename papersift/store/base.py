@@ -9,6 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol, Sequence
 
+from papersift.errors import BadInput
 from papersift.models import Paper, User
 
 
@@ -53,6 +54,19 @@ class Subscription:
     created_at: str
     confirmed_at: str | None
     last_sent_at: str | None
+
+
+MUTE_KINDS = ("keyword", "author", "category")
+
+
+def mute_value(kind: str, value: str) -> str:
+    """A mute as every backend stores it: a known kind, whitespace collapsed, at most 200 characters."""
+    if kind not in MUTE_KINDS:
+        raise BadInput(f"cannot mute a {kind!r}", hint=f"one of {', '.join(MUTE_KINDS)}")
+    value = " ".join(value.split())[:200]
+    if not value:
+        raise BadInput(f"say which {kind} to mute")
+    return value
 
 
 class Store(Protocol):

@@ -13,11 +13,10 @@ import psycopg
 
 from papersift.errors import BadInput, NotFound
 from papersift.models import INTERACTION_KINDS, User
+from papersift.store.base import MUTE_KINDS, mute_value
 from papersift.store.postgres_readers import user_from_row
 from papersift.store.postgres_rows import iso, utc
 from papersift.store.postgres_rows import now as _now
-
-MUTE_KINDS = ("keyword", "author", "category")
 
 
 class AccountTables:
@@ -124,11 +123,7 @@ class AccountTables:
     # -- feed: mutes and settings --------------------------------------------------------------
     def mute(self, user_id: int, kind: str, value: str) -> bool:
         """Mute a keyword, author or category for a reader's feed; False if it already was (any case)."""
-        if kind not in MUTE_KINDS:
-            raise BadInput(f"cannot mute a {kind!r}", hint=f"one of {', '.join(MUTE_KINDS)}")
-        value = " ".join(value.split())[:200]
-        if not value:
-            raise BadInput(f"say which {kind} to mute")
+        value = mute_value(kind, value)
         try:
             return self._rowcount("INSERT INTO mutes (user_id, kind, value, created_at) VALUES (%s, %s, %s, %s) "
                                   "ON CONFLICT DO NOTHING", (user_id, kind, value, _now())) == 1

@@ -7,20 +7,15 @@ import datetime as dt
 import sqlite3
 from typing import Sequence
 
-from papersift.errors import BadInput, NotFound
+from papersift.errors import NotFound
+from papersift.store.base import MUTE_KINDS, mute_value
 from papersift.store.sqlite_rows import _now
-
-MUTE_KINDS = ("keyword", "author", "category")
 
 
 class FeedTables:
     def mute(self, user_id: int, kind: str, value: str) -> bool:
         """Mute a keyword, author or category for a reader's feed; False if it already was."""
-        if kind not in MUTE_KINDS:
-            raise BadInput(f"cannot mute a {kind!r}", hint=f"one of {', '.join(MUTE_KINDS)}")
-        value = " ".join(value.split())[:200]
-        if not value:
-            raise BadInput(f"say which {kind} to mute")
+        value = mute_value(kind, value)
         try:
             cur = self.conn.execute("INSERT INTO mutes (user_id, kind, value, created_at) VALUES (?, ?, ?, ?) "
                                     "ON CONFLICT DO NOTHING", (user_id, kind, value, _now()))
