@@ -204,22 +204,20 @@ class FeedService:
         model = self._model()
         if not signal or model is None:
             return self._cold(user, limit, offset, signal)
-        ids, vectors, papers = self._candidates()
+        all_ids, all_vectors, papers = self._candidates()
         mutes = self.store.mutes(user.id)
         keep = np.array([int(i) not in signal.positives and int(i) not in signal.dismissed
-                         and not _muted(papers[int(i)], mutes) for i in ids], bool)
-        ids, vectors = ids[keep], vectors[keep]
+                         and not _muted(papers[int(i)], mutes) for i in all_ids], bool)
+        ids, vectors = all_ids[keep], all_vectors[keep]
         pos_ids, pos_vectors = self.store.paper_embeddings(model[0], list(signal.positives), model[1])
         if not len(ids) or not len(pos_ids):
             return self._cold(user, limit, offset, signal)
-        weights = np.array([signal.positives[int(i)] for i in pos_ids], np.float32)
-        neg = self.store.paper_embeddings(model[0], list(signal.dismissed), model[1])[1] if signal.dismissed \
-            else np.zeros((0, model[1]), np.float32)
-        scores = None
-        personal = self.personal(*self._candidates()[:2])
-        if personal is not None:
-            scores = personal.scores(signal.positives, signal.dismissed, ids)
-        if scores is None:
+        personal = self.personal(all_ids, all_vectors)
+        scores = personal.scores(signal.positives, signal.dismissed, ids) if personal is not None else None
+        if scores is None:  # no fitted model, or none of the reader's papers in it: content alone
+            weights = np.array([signal.positives[int(i)] for i in pos_ids], np.float32)
+            neg = self.store.paper_embeddings(model[0], list(signal.dismissed), model[1])[1] if signal.dismissed \
+                else np.zeros((0, model[1]), np.float32)
             scores = content_scores(vectors, pos_vectors, weights, neg)
         order = mmr(np.argsort(-scores, kind="stable"), scores, vectors)
         page = order[offset:offset + limit]
