@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from papersift.errors import BadInput, Forbidden, PapersiftError
+from papersift.errors import BadInput, Forbidden, PapersiftError, Unauthorized
 from papersift.signing import site_key
 from papersift.web import auth
 from papersift.web.site import Site, Viewer
@@ -89,12 +89,12 @@ async def _read_body(request: Request, api: bool) -> dict[str, Any]:
         return {}
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BODY:
-        raise PapersiftError_413()
+        raise PayloadTooLarge("the request is too large")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
         body = await request.body()
         if len(body) > MAX_BODY:
-            raise PapersiftError_413()
+            raise PayloadTooLarge("the request is too large")
         if not body.strip():
             return {}
         try:
@@ -121,10 +121,6 @@ class PayloadTooLarge(PapersiftError):
     hint = f"keep requests under {MAX_BODY // 1024} kB"
 
 
-def PapersiftError_413() -> PayloadTooLarge:  # noqa: N802 - reads as the error it makes
-    return PayloadTooLarge("the request is too large")
-
-
 def _identify(ctx: Ctx) -> None:
     """Fill ctx.viewer from a Bearer token or the session cookie, and the CSRF token for forms."""
     store, request = ctx.site.store, ctx.request
@@ -132,7 +128,6 @@ def _identify(ctx: Ctx) -> None:
     if header.lower().startswith("bearer "):
         user = store.token_user(auth.token_hash(header[7:].strip()))
         if user is None:
-            from papersift.errors import Unauthorized
             raise Unauthorized("that API token is not valid", hint="make a new one on your account page")
         ctx.viewer = Viewer(user, "token")
         return
