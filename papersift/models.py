@@ -107,8 +107,11 @@ class Interaction:
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked result; every ranker returns a list of these, best first."""
+    """One ranked result; every ranker returns a list of these, best first. `paper` is the paper itself
+    when the ranker had it at hand (callers then need not look it up again); it takes no part in
+    equality or repr."""
 
     paper_id: str
     score: float
     reason: str = ""
+    paper: Paper | None = field(default=None, compare=False, repr=False)

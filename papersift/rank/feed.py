@@ -223,7 +223,7 @@ class FeedService:
         page = order[offset:offset + limit]
         closest = np.argmax(vectors[page] @ pos_vectors.T, axis=1) if len(page) else []
         titles = {p.id: p.title for p in self.store.get_papers([int(pos_ids[j]) for j in closest])}
-        hits = [Hit(papers[int(ids[i])].ref, float(scores[i]), _reason(titles.get(int(pos_ids[j]), "")))
+        hits = [Hit(papers[int(ids[i])].ref, float(scores[i]), _reason(titles.get(int(pos_ids[j]), "")), papers[int(ids[i])])
                 for i, j in zip(page, closest)]
         return FeedPage(hits, False, signal.basis, offset + limit < len(order))
 

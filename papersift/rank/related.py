@@ -71,7 +71,7 @@ def related_papers(store: Store, index: VectorIndex, model: str, dim: int, ref: 
         if key in seen_keys:  # another record of the same paper, or of one already listed
             continue
         seen_keys.add(key)
-        hits.append(Hit(other.ref, score[pid], _reason(paper, other, cosine[pid], co.get(pid, 0))))
+        hits.append(Hit(other.ref, score[pid], _reason(paper, other, cosine[pid], co.get(pid, 0)), other))
         if len(hits) == k:
             break
     return hits

@@ -173,7 +173,7 @@ class Searcher:
         for pid in page:
             if pid in papers:
                 reason = _reason(pid, exact, in_lexical, in_dense)
-                hits.append(Hit(papers[pid].ref, scores[pid], reason))
+                hits.append(Hit(papers[pid].ref, scores[pid], reason, papers[pid]))
         return SearchPage(hits, fixes, searched)
 
 

@@ -116,4 +116,5 @@ class Discovery:
             if hits:
                 return hits
         page = self.searcher.search_page(f"{paper.title} {paper.abstract}"[:1000], limit=k + 1)
-        return [Hit(h.paper_id, h.score, "shares words with this paper") for h in page.hits if h.paper_id != paper.ref][:k]
+        return [Hit(h.paper_id, h.score, "shares words with this paper", h.paper) for h in page.hits
+                if h.paper_id != paper.ref][:k]

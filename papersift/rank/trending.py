@@ -95,7 +95,7 @@ def score_trending(papers: Iterable[Paper], engagement: Mapping[int, Mapping[str
         if day not in decay:
             decay[day] = (1.0 + _age_hours(day, now) / scale_hours) ** params.gravity
         score = max(points, 0.0) / decay[day]
-        scored.append((-score, paper.ref, Hit(paper.ref, score, _reason(up, saves, views, hf, guess))))
+        scored.append((-score, paper.ref, Hit(paper.ref, score, _reason(up, saves, views, hf, guess), paper)))
     scored.sort(key=lambda t: t[:2])
     return [hit for _, _, hit in scored]
 

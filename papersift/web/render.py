@@ -53,10 +53,12 @@ def highlight(text: str | None, stems: frozenset[str], limit: int | None = None)
     return Markup("").join(out)
 
 
+@functools.lru_cache(maxsize=65536)
 def paper_url(ref: str) -> str:
     return "/papers/" + urllib.parse.quote(ref, safe="/.:")
 
 
+@functools.lru_cache(maxsize=65536)  # a list page links ~100 author names; quoting each is most of a row's cost
 def author_url(name: str) -> str:
     return "/authors/" + urllib.parse.quote(name, safe="")
 
@@ -73,7 +75,7 @@ def query_string(**params) -> str:
 def environment() -> Environment:
     env = Environment(loader=PackageLoader("papersift.web", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # templates ship with the package
     env.filters.update(highlight=highlight, paper_url=paper_url, author_url=author_url, nice_date=nice_date)
     env.globals.update(query_string=query_string, query_stems=query_stems)
     return env

@@ -98,8 +98,8 @@ def rows_for(site: Site, papers: list[Paper], hits: list[Hit | None], user: User
 
 
 def rows_for_hits(site: Site, hits: list[Hit], user: User | None) -> list[Row]:
-    by_ref = {}
-    for ref in [h.paper_id for h in hits]:
+    by_ref = {h.paper_id: h.paper for h in hits if h.paper is not None}  # rankers hand their papers along
+    for ref in [h.paper_id for h in hits if h.paper is None]:
         paper = site.store.find_paper(ref)
         if paper is not None:
             by_ref[ref] = paper
