@@ -32,6 +32,12 @@ from papersift.store.spelling import corrected
 
 MAX_QUERY_CHARS = 2000  # longer queries are cut (a pasted abstract is plenty)
 MAX_LIMIT = 200
+# A long query is a pasted abstract, not something typed: its first DENSE_QUERY_WORDS words (~128
+# tokens, the length MiniLM was trained on) carry its meaning for the embedding at half the cost of
+# 256 tokens, and its typos don't matter among so many words, so spelling is checked only up to
+# SPELL_MAX_WORDS words. The lexical side still sees the whole query.
+DENSE_QUERY_WORDS = 90
+SPELL_MAX_WORDS = 12
 
 Ranked = list[tuple[int, float]]  # (paper id, score), best first
 
@@ -141,7 +147,7 @@ class Searcher:
         allowed = self._allowed(filters)
         if allowed is not None and not allowed.size:
             return []
-        vector = self.embedder.embed([query])[0]
+        vector = self.embedder.embed([" ".join(query.split()[:DENSE_QUERY_WORDS])])[0]
         ids, scores = self.index.search(vector, depth, allowed=allowed)
         return [(int(i), float(s)) for i, s in zip(np.asarray(ids).reshape(-1), np.asarray(scores).reshape(-1))]
 
@@ -156,7 +162,8 @@ class Searcher:
         if not query:
             return SearchPage([], query="")
         exact = identifier_match(self.store, query)
-        fixes = {} if exact is not None else self.store.spelling_corrections(query)
+        typed = exact is None and len(query.split()) <= SPELL_MAX_WORDS
+        fixes = self.store.spelling_corrections(query) if typed else {}
         searched = corrected(query, fixes)
         depth = max(self.params.depth, offset + limit)
         lexical = self.lexical(searched, depth, filters)
