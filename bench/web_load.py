@@ -231,6 +231,8 @@ def bench_workers(args, workers: int, urls, titles, generate, rng) -> dict:
         # paper_close: paper pages, a new connection per request, as many short visits make; with keep-alive
         # the 50 connections are accepted once, and with several workers not necessarily spread evenly
         for name, scenario_urls in [*urls.items(), ("paper_close", urls["paper"])]:
+            if getattr(args, "only", None) and name not in args.only:
+                continue
             checks = spot_check(base, name.removesuffix("_close"), scenario_urls, titles, rng)
             before, load0, kids0 = server_usage(server.pid), os.getloadavg(), resource.getrusage(resource.RUSAGE_CHILDREN)
             spy = args.profile and subprocess.Popen(  # collapsed stacks of every server process, sampled
@@ -278,6 +280,8 @@ def main() -> int:
     ap.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/web_load.json")
     ap.add_argument("--note", default="", help="free text stored in the JSON, e.g. what the run is (dev data, busy machine)")
+    ap.add_argument("--only", nargs="*", help="run only these scenarios (paper search lists related paper_close): "
+                    "for quick comparisons; the summary needs paper, search and paper_close")
     ap.add_argument("--profile", type=Path, help="folder for py-spy collapsed stacks per scenario (perturbs figures)")
     args = ap.parse_args()
     if args.profile:
@@ -302,6 +306,8 @@ def main() -> int:
     lua.unlink()
     measured = {}
     for run in out["runs"]:
+        if not all(name in run["scenarios"] for name in ("paper", "search", "paper_close")):
+            continue
         p, s, c = (run["scenarios"][name] for name in ("paper", "search", "paper_close"))
         errors = p["non_2xx"] + sum(p["socket_errors"].values())
         ok = {"rps_pass": p["rps"] >= TARGETS["paper_rps_min"], "p99_pass": p["p99_ms"] <= TARGETS["paper_p99_ms_max"],

@@ -49,10 +49,10 @@ def _candidates(store: Store, index: VectorIndex, model: str, dim: int, paper: P
     return cosine, co
 
 
-def related_papers(store: Store, index: VectorIndex, model: str, dim: int, ref: str | int,
+def related_papers(store: Store, index: VectorIndex, model: str, dim: int, ref: str | int | Paper,
                    k: int = 10) -> list[Hit]:
-    """The `k` papers most related to `ref` (an arXiv id, DOI or catalog id), best first."""
-    paper = store.get_paper(ref)
+    """The `k` papers most related to `ref` (an arXiv id, DOI, catalog id, or the Paper), best first."""
+    paper = ref if isinstance(ref, Paper) else store.get_paper(ref)
     vector = store.paper_embedding(model, paper.id, dim)
     if vector is None:
         return []
@@ -60,10 +60,13 @@ def related_papers(store: Store, index: VectorIndex, model: str, dim: int, ref: 
     top_co = max(co.values(), default=0)
     score = {pid: c + (CO_WEIGHT * co.get(pid, 0) / top_co if top_co else 0.0) for pid, c in cosine.items()}
     ranked = sorted(score, key=lambda pid: (-score[pid], pid))
-    by_id = {p.id: p for p in store.get_papers(ranked)}
+    # the best k + 3 first: copies are rare, so the rest is fetched only when some were dropped
+    by_id = {p.id: p for p in store.get_papers(ranked[:k + 3])}
     seen_keys = {title_key(paper.title, paper.authors[0] if paper.authors else "")}
     hits: list[Hit] = []
-    for pid in ranked:
+    for n, pid in enumerate(ranked):
+        if n == k + 3:
+            by_id.update((p.id, p) for p in store.get_papers(ranked[k + 3:]))
         other = by_id.get(pid)
         if other is None:
             continue

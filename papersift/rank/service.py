@@ -14,7 +14,7 @@ from pathlib import Path
 from papersift.index.build import FAST_TIER, index_folder, lexical_folder, model_key, searchable_tier
 from papersift.index.embed import Embedder, create_embedder
 from papersift.index.lexical import open_lexical_index
-from papersift.models import Hit
+from papersift.models import Hit, Paper
 from papersift.rank.related import related_papers
 from papersift.rank.search import Searcher, SearchPage
 from papersift.rank.trending import content_prior
@@ -94,12 +94,12 @@ class Discovery:
         self.refresh()
         return self.searcher.search_page(query, limit=limit, offset=offset, filters=filters)
 
-    def related(self, ref: str | int, k: int = 10) -> list[Hit]:
+    def related(self, ref: str | int | Paper, k: int = 10) -> list[Hit]:
         """Related papers from the vector index; for a paper not embedded yet (ingested since the last
         `papersift index`), the papers that match its title and abstract best. A paper page asks for
         these on every view, so lists are kept for RELATED_TTL seconds (and dropped on reload)."""
         self.refresh()
-        paper = self.store.get_paper(ref)
+        paper = ref if isinstance(ref, Paper) else self.store.get_paper(ref)
         key, now = (paper.id, k), time.monotonic()
         cached = self._related.get(key)
         if cached is not None and now - cached[0] < RELATED_TTL:
@@ -112,7 +112,7 @@ class Discovery:
 
     def _related_now(self, paper, k: int) -> list[Hit]:
         if self.has_vectors and self.embedder is not None:
-            hits = related_papers(self.store, self.index, model_key(self.embedder), self.embedder.dim, paper.id, k=k)
+            hits = related_papers(self.store, self.index, model_key(self.embedder), self.embedder.dim, paper, k=k)
             if hits:
                 return hits
         page = self.searcher.search_page(f"{paper.title} {paper.abstract}"[:1000], limit=k + 1)

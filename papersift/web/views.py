@@ -158,7 +158,7 @@ class PaperView:
 def paper_view(site: Site, user: User | None, ref: str, related_k: int = 10) -> PaperView:
     paper = site.store.get_paper(ref)
     row = rows_for(site, [paper], [None], user)[0]
-    related = rows_for_hits(site, site.discovery.related(paper.id, k=related_k), user)
+    related = rows_for_hits(site, site.discovery.related(paper, k=related_k), user)
     collections = []
     if user is not None:
         for c in site.store.collections(user.id):
