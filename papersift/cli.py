@@ -388,6 +388,10 @@ def cmd_db(args) -> int:
         for gap in report.gaps:
             print(f"  - {gap}")
     print(f"{'verified' if report.verified else 'NOT verified'} in {report.seconds:.1f} s")
+    if report.verified and args.db_command == "migrate-to":
+        # the data dir's indexes name the catalog they were built from: `index` rebuilds them for the copy
+        print("next: set database_url to the target (papersift.toml or PAPERSIFT_DATABASE_URL), then run "
+              "`papersift index`")
     if not report.verified:
         for name, part in report.parts.items():
             if not part.verified:

@@ -60,6 +60,20 @@ def test_migrate_is_idempotent_and_versioned(db):
     assert db.schema_version() == version
 
 
+def test_catalog_id_is_made_once_and_kept(db, tmp_path):
+    """Index files record the catalog they were built from (index/lexical.py, index/build.py)."""
+    first = db.catalog_id()
+    assert isinstance(first, str) and len(first) >= 16
+    db.upsert_papers([paper(1)])
+    assert db.catalog_id() == first
+    (tmp_path / "other").mkdir()
+    other = _sqlite(tmp_path / "other")
+    try:
+        assert other.catalog_id() != first  # another catalog (db migrate-to fills one row by row)
+    finally:
+        other.close()
+
+
 def test_upsert_then_read_back_every_field(db):
     p = paper(1, doi="10.1000/xyz1", links={"code": "https://github.com/x/y"}, comment="12 pages",
               journal_ref="J. Test 1", signals={"hf_upvotes": 3}, raw='{"a": 1}')

@@ -278,5 +278,67 @@ def test_cli_migrate_to_and_verify(tmp_path, monkeypatch, capsys):
     assert main(["db", "migrate-to", url, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "verified in" in out and "papers" in out and "3,467" in out
+    assert "then run `papersift index`" in out  # the data dir's indexes are the old catalog's
     assert main(["db", "verify", url, "--json"]) == 0
     assert main(["db", "migrate-to", str(tmp_path / "data" / "catalog.db")]) == 1  # itself: refused
+
+
+class _Model:
+    """Names the model of the random vectors: sync_vector_index reads only a model's name, version and
+    vector length (the vectors come from the catalog)."""
+
+    name, version, dim = MODEL.split("@")[0], MODEL.split("@")[1], DIM
+
+
+def test_the_data_dirs_indexes_follow_the_catalog_to_its_copy(tmp_path, real_papers):
+    """A user copies the catalog to PostgreSQL and keeps the data dir: the indexes there were built from
+    the SQLite catalog, whose row ids and change_seqs the copy does not have. The next `papersift index`
+    must bring them in step with the new catalog, not find them "up to date" and miss the new papers."""
+    from papersift.index.build import sync_vector_index
+    from papersift.index.lexical import open_lexical_index, sync_lexical_index
+
+    rng = np.random.default_rng(11)
+
+    def embed(store) -> None:
+        rows = store.papers_to_embed(MODEL, limit=10_000)
+        vectors = rng.standard_normal((len(rows), DIM)).astype(np.float32)
+        store.save_embeddings(MODEL, [(r[0], r[1]) for r in rows], vectors / np.linalg.norm(vectors, axis=1,
+                                                                                              keepdims=True))
+
+    source = open_store(str(tmp_path / "catalog.db"), migrate=True)
+    papers = real_papers[:60]
+    for day in range(0, 60, 10):  # six days of ingest: change_seq runs to 6 here
+        source.upsert_papers(papers[day:day + 10])
+    embed(source)
+    lexical, vectors = tmp_path / "lexical", tmp_path / "vectors" / "test"
+    assert sync_lexical_index(source, lexical)[1] == "built"
+    sync_vector_index(source, _Model, vectors)
+    # the PostgreSQL database already holds a paper (tried out before the copy): every id shifts by one
+    target = _postgresql()
+    try:
+        target.upsert_papers([real_papers[100]])
+        report = copy_catalog(source, target)
+        assert report.parts["papers"].copied == 60 and not report.problems  # not verified: one more paper
+        # the next day's ingest lands in PostgreSQL only
+        new = Paper(title="Zebrafish fin regeneration atlas", arxiv_id="2607.00042", abstract="Zebrafish fins.",
+                    authors=("Ada Lovelace",), categories=("q-bio.TO",), listed=dt.date(2026, 7, 2), source="test")
+        target.upsert_papers([new])
+        embed(target)
+        index, action = sync_lexical_index(target, lexical)
+        assert action.startswith("built")  # another catalog's index: rebuilt, not taken for up to date
+        assert [pid for pid, _ in index.search("zebrafish", 5)] == [target.get_paper("2607.00042").id]
+        fresh, _ = sync_lexical_index(target, tmp_path / "fresh")
+        assert index.search("language models", 20) == fresh.search("language models", 20)
+        assert sync_lexical_index(target, lexical)[1] == "up to date"
+        # every vector in the index is the one the new catalog holds for that id
+        vindex, _ = sync_vector_index(target, _Model, vectors)
+        ids, stored = target.load_embeddings(MODEL, DIM)
+        assert sorted(vindex.ids().tolist()) == ids.tolist()
+        found, _ = vindex.search(stored, 1)
+        assert np.asarray(found).reshape(-1).tolist() == ids.tolist()
+        # and the SQLite catalog, opened again with this data dir, gets its own indexes back
+        assert sync_lexical_index(source, lexical)[1].startswith("built")
+        assert open_lexical_index(lexical).search("zebrafish", 5) == []
+    finally:
+        target.close()
+        source.close()

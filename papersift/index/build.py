@@ -85,14 +85,18 @@ def embed_pending(store: Store, embedder: Embedder, *, batch: int = 256, seconds
             on_progress(done, len(rows))
 
 
-def _seq_file(folder: Path) -> Path:
-    return folder.parent / (folder.name + ".seqs.npy")
+def _seq_file(folder: Path, catalog: str) -> Path:
+    """The file of paper id → change_seq pairs, named for the catalog (Store.catalog_id) they are of: a
+    catalog copied row by row (`db migrate-to`) has its own ids and change_seqs, and another catalog's
+    pairs would pass its vectors for up to date."""
+    safe = "".join(c for c in catalog if c.isalnum())[:32]
+    return folder.parent / f"{folder.name}.seqs-{safe}.npy"
 
 
-def _load_seqs(folder: Path) -> dict[int, int] | None:
+def _load_seqs(folder: Path, catalog: str) -> dict[int, int] | None:
     """paper id → change_seq of the vector the saved index holds; None if unknown (then re-add all)."""
     try:
-        pairs = np.load(_seq_file(folder), allow_pickle=False)
+        pairs = np.load(_seq_file(folder, catalog), allow_pickle=False)
     except (OSError, ValueError):
         return None
     if pairs.ndim != 2 or pairs.shape[1] != 2:
@@ -100,21 +104,25 @@ def _load_seqs(folder: Path) -> dict[int, int] | None:
     return dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist()))
 
 
-def _save_seqs(folder: Path, ids: np.ndarray, seqs: np.ndarray) -> None:
-    target = _seq_file(folder)
+def _save_seqs(folder: Path, catalog: str, ids: np.ndarray, seqs: np.ndarray) -> None:
+    target = _seq_file(folder, catalog)
     tmp = target.with_name(target.name + ".tmp.npy")
     np.save(tmp, np.stack([ids, seqs], axis=1).astype(np.int64), allow_pickle=False)
     os.replace(tmp, target)
+    for other in folder.parent.glob(f"{folder.name}.seqs*.npy"):  # another catalog's, or the unnamed old one
+        if other != target:
+            other.unlink(missing_ok=True)
 
 
 def sync_vector_index(store: Store, embedder: Embedder, folder: Path, *,
                       kind: str | None = None) -> tuple[VectorIndex, str]:
     """The vector index for this model, in step with the stored vectors, saved to `folder`."""
     key = model_key(embedder)
+    catalog = store.catalog_id()
     ids, vectors, seqs = store.load_embeddings(key, embedder.dim, with_seq=True)
     want = kind or ("exact" if len(ids) < EXACT_BELOW else "hnsw")
     index = open_or_none(folder, expect_model=key)
-    saved = _load_seqs(folder) if index is not None else None
+    saved = _load_seqs(folder, catalog) if index is not None else None
     if index is not None and index.kind == want:
         live = index.ids()
         stale = np.setdiff1d(live, ids, assume_unique=True)
@@ -139,7 +147,7 @@ def sync_vector_index(store: Store, embedder: Embedder, folder: Path, *,
             index.add(ids, vectors)
         action = f"built ({want})"
     index.save(folder, model=key)
-    _save_seqs(folder, ids, seqs)
+    _save_seqs(folder, catalog, ids, seqs)
     return index, action
 
 

@@ -21,10 +21,11 @@ float32 array per catalog row: ~0.1–0.5 ms for a typed query, a few ms for a p
   * Terms are looked up by a 64-bit hash (blake2b) in a sorted uint64 array: 8 bytes a term and no
     Python dict to build at load; each segment also keeps its terms as text (terms.txt) to inspect.
   * Files: each segment is a folder of .npy files (no pickles) written under a temporary name, fsynced
-    and renamed; the JSON `CURRENT` (the manifest: segments, their sizes and sha256, the catalog
-    change_seq covered, the text analysis used) is replaced last, so a crash mid-write leaves the
-    previous index whole. `open_lexical_index` checks every file against it; the catalog is the source
-    of truth, and a missing, altered or differently analysed index is rebuilt from it.
+    and renamed; the JSON `CURRENT` (the manifest: segments, their sizes and sha256, the catalog it was
+    built from (Store.catalog_id) and its change_seq covered, the text analysis used) is replaced last,
+    so a crash mid-write leaves the previous index whole. `open_lexical_index` checks every file against
+    it; the catalog is the source of truth, and a missing, altered, differently analysed or another
+    catalog's index is rebuilt from it.
   * Phrases ("…") and prefixes (word*) are left to FTS5: see `handles`.
 """
 
@@ -616,13 +617,18 @@ def sync_lexical_index(store: Store, folder: str | Path, *, k1: float = K1, b: f
     "built", "up to date", "N changed" (the delta was rebuilt) or "merged (N changed)"."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    catalog = store.catalog_id()
     with _writer_lock(folder):
         index = open_lexical_index(folder, k1, b)
         if index is None:
-            return _rebuild(store, folder, k1, b), "built"
+            return _rebuild(store, folder, k1, b, catalog), "built"
+        manifest = read_manifest(folder)
+        if manifest.get("catalog") != catalog:
+            # Another catalog's index (this data dir's catalog was copied to PostgreSQL, say): its row ids
+            # and change_seqs are not this catalog's, so "nothing changed since seq N" would mean nothing.
+            return _rebuild(store, folder, k1, b, catalog), "built (the saved index was another catalog's)"
         if next(store.texts_since(index.seq, batch=1), None) is None:
             return index, "up to date"
-        manifest = read_manifest(folder)
         return _sync_delta(store, folder, index, manifest, k1, b)
 
 
@@ -638,7 +644,8 @@ def _sync_delta(store: Store, folder: Path, index: LexicalIndex, manifest: dict,
         changed += cseq > index.seq
         seq = max(seq, cseq)
         if len(builder) > limit:
-            return _rebuild(store, folder, k1, b), f"merged ({len(builder):,}+ changed since the last merge)"
+            merged = _rebuild(store, folder, k1, b, manifest["catalog"])
+            return merged, f"merged ({len(builder):,}+ changed since the last merge)"
     delta = builder.finish()
     entry = _save_segment(folder, delta)
     _write_manifest(folder, {**manifest, "delta": entry, "seq": seq,
@@ -647,7 +654,7 @@ def _sync_delta(store: Store, folder: Path, index: LexicalIndex, manifest: dict,
     return LexicalIndex(index.main, delta, seq, k1=k1, b=b), f"{changed:,} changed"
 
 
-def _rebuild(store: Store, folder: Path, k1: float, b: float) -> LexicalIndex:
+def _rebuild(store: Store, folder: Path, k1: float, b: float, catalog: str) -> LexicalIndex:
     builder = SegmentBuilder()
     seq = 0
     for pid, cseq, title, abstract, authors in store.texts_since(0):
@@ -656,7 +663,7 @@ def _rebuild(store: Store, folder: Path, k1: float, b: float) -> LexicalIndex:
     main = builder.finish()
     entry = _save_segment(folder, main)
     _write_manifest(folder, {"format": FORMAT, "analysis": analysis_params(), "main": entry, "delta": None,
-                             "seq": seq, "main_seq": seq,
+                             "seq": seq, "main_seq": seq, "catalog": catalog,
                              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     _remove_unused(folder, {entry["name"]})
     return LexicalIndex(main, None, seq, k1=k1, b=b)

@@ -13,13 +13,14 @@ only of stopwords finds nothing here, where SQLite searches for the stopwords th
 
 Embeddings: a `vector` column (pgvector) per (model, paper), no bytea copy. Vectors are read back with
 vector_send (pgvector's binary form: int16 dim, int16 unused, dim big-endian float32), so no type
-registration is needed; written as float4[] cast to vector.
+registration is needed; written in that same form by a binary COPY (built by numpy in one pass, no text).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+import uuid
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -86,6 +87,27 @@ def filter_sql(filters: Filters | None) -> tuple[str, list]:
     return ("AND " + " AND ".join(where)) if where else "", args
 
 
+_MAX_DIM = 16_000  # pgvector's limit for `vector`
+_COPY_ROWS = 4096  # rows per block written to a COPY: a few MB, however large the batch
+
+
+def _copy_binary(ids: np.ndarray, seqs: np.ndarray, vectors: np.ndarray) -> Iterator[bytes]:
+    """(paper_id bigint, seq bigint, vector) rows in PostgreSQL's binary COPY format, header to trailer.
+    Every row has the same length, so numpy lays them out as one big-endian record array."""
+    n, dim = vectors.shape
+    row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("seq_len", ">i4"), ("seq", ">i8"),
+                    ("vec_len", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("vec", ">f4", (dim,))])
+    yield b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+    for start in range(0, n, _COPY_ROWS):
+        end = min(n, start + _COPY_ROWS)
+        block = np.zeros(end - start, dtype=row)
+        block["fields"], block["id_len"], block["seq_len"], block["vec_len"] = 3, 8, 8, 4 + 4 * dim
+        block["id"], block["seq"], block["dim"] = ids[start:end], seqs[start:end], dim
+        block["vec"] = vectors[start:end]  # vector_recv: int16 dim, int16 unused, float4 big-endian
+        yield block.tobytes()
+    yield b"\xff\xff"  # trailer: a field count of -1
+
+
 def _vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     """float32 [n, dim] from pgvector's binary values."""
     if not blobs:
@@ -97,6 +119,16 @@ def _vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
 
 
 class IndexTables:
+    def catalog_id(self) -> str:
+        """This catalog's identity (see base.Store), kept in index_state (written once: reads stay reads)."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT value FROM index_state WHERE key = 'catalog_id'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO index_state VALUES ('catalog_id', %s) ON CONFLICT (key) DO NOTHING",
+                             (uuid.uuid4().hex,))
+                row = conn.execute("SELECT value FROM index_state WHERE key = 'catalog_id'").fetchone()
+            return row[0]
+
     # -- full text -----------------------------------------------------------------------------
     def sync_fulltext(self) -> int:
         """Bring papers_fts (and its vocabulary) in step with papers: every paper whose change_seq is above
@@ -169,17 +201,32 @@ class IndexTables:
             (model, *after, limit))]
 
     def save_embeddings(self, model: str, rows: Sequence[tuple[int, int]], vectors) -> None:
-        """Store vectors for (paper id, change_seq) rows, in one transaction."""
+        """Store vectors for (paper id, change_seq) rows, in one transaction (a paper given twice: the
+        last one wins, as row-by-row upserts would leave it).
+
+        A binary COPY into a temporary table, then one upsert from it: about 30 times the speed of
+        row-by-row INSERTs of float4[] text (bench/pg_vs_sqlite.py measures both)."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if len(rows) != len(vectors):
             raise BadInput(f"{len(rows)} papers but {len(vectors)} vectors")
         if not len(rows):
             return
+        if vectors.ndim != 2 or not 0 < vectors.shape[1] <= _MAX_DIM:
+            raise BadInput(f"vectors must be a [papers, 1..{_MAX_DIM}] array, not of shape {vectors.shape}")
+        ids = np.array([int(pid) for pid, _ in rows], dtype=np.int64)
+        seqs = np.array([int(seq) for _, seq in rows], dtype=np.int64)
+        # the last occurrence of each paper, in paper-id order (a fixed lock order between writers)
+        _, last = np.unique(ids[::-1], return_index=True)
+        keep = len(ids) - 1 - last
         with self._connection() as conn:
-            conn.cursor().executemany(
-                "INSERT INTO embeddings VALUES (%s, %s, %s, %s::real[]::vector) ON CONFLICT (model, paper_id) "
-                "DO UPDATE SET seq = excluded.seq, vector = excluded.vector",
-                [(model, int(pid), int(seq), vec.tolist()) for (pid, seq), vec in zip(rows, vectors)])
+            conn.execute("CREATE TEMP TABLE embeddings_in (paper_id bigint NOT NULL, seq bigint NOT NULL, "
+                         "vector vector NOT NULL) ON COMMIT DROP")
+            with conn.cursor().copy("COPY embeddings_in FROM STDIN (FORMAT BINARY)") as copy:
+                for data in _copy_binary(ids[keep], seqs[keep], vectors[keep]):
+                    copy.write(data)
+            conn.execute("INSERT INTO embeddings (model, paper_id, seq, vector) SELECT %s, paper_id, seq, vector "
+                         "FROM embeddings_in ORDER BY paper_id ON CONFLICT (model, paper_id) "
+                         "DO UPDATE SET seq = excluded.seq, vector = excluded.vector", (model,))
 
     def load_embeddings(self, model: str, dim: int, with_seq: bool = False):
         """(paper ids int64 [n], vectors float32 [n, dim]) of every paper embedded with `model`, by id;

@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -469,6 +470,15 @@ class SQLiteStore(ReaderTables, AccountTables, FeedTables, DigestTables):
         )
 
     # -- index support -------------------------------------------------------------------------
+    def catalog_id(self) -> str:
+        """This catalog's identity (see base.Store), kept in index_state (written once: reads stay reads)."""
+        row = self.conn.execute("SELECT value FROM index_state WHERE key = 'catalog_id'").fetchone()
+        if row is None:
+            self.conn.execute("INSERT INTO index_state VALUES ('catalog_id', ?) ON CONFLICT (key) DO NOTHING",
+                              (uuid.uuid4().hex,))
+            row = self.conn.execute("SELECT value FROM index_state WHERE key = 'catalog_id'").fetchone()
+        return row[0]
+
     def sync_fulltext(self) -> int:
         """Bring the full-text index in step with the catalog; returns the papers (re)indexed."""
         return fulltext.sync(self.conn)
