@@ -7,8 +7,9 @@ Where the server comes from, first found wins:
   3. PAPERSIFT_PG_BIN, or `pg_config --bindir` on PATH (needs pgvector installed there).
 
 `server_url()` gives the server's URL (or raises PostgresUnavailable saying why); `new_database()` a
-fresh empty database on it, which is what a test wants. Run as root, the server runs as `nobody`
-(PostgreSQL refuses to run as root). Settings favour speed over durability (fsync off): test data only.
+fresh database on it (empty, or a copy of a template database), which is what a test wants;
+`drop_database()` ends one. Run as root, the server runs as `nobody` (PostgreSQL refuses to run as
+root). Settings favour speed over durability (fsync off): test data only.
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ def _start() -> str:
         _run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
               "--locale=C", "--no-sync"], user, timeout=120)
         # no TCP listener: the socket lives in the temp dir, which only this session knows
+        # and a time zone far from UTC (+12:45), as a server kept in local time has: nothing may depend on it
         options = (f"-c listen_addresses='' -k {base} -c fsync=off -c synchronous_commit=off "
-                   "-c full_page_writes=off -c max_connections=200")
+                   "-c full_page_writes=off -c max_connections=200 -c TimeZone=Pacific/Chatham")
         _run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "120", "-o", options, "start"],
              user, timeout=150)
     except (PostgresUnavailable, OSError, subprocess.TimeoutExpired) as e:
@@ -120,16 +122,31 @@ def server_url() -> str:
         return _state["url"]
 
 
-def new_database() -> str:
-    """The URL of a new, empty database on the session's server."""
+def new_database(template: str | None = None) -> str:
+    """The URL of a new database on the session's server: empty, or a copy of the database `template`
+    names (a URL or a name; nobody may be connected to it while it is copied)."""
     import psycopg
 
     url = server_url()
     name = f"papersift_test_{os.getpid()}_{next(_counter)}"
+    copy = f' TEMPLATE "{database_name(template)}" STRATEGY FILE_COPY' if template else ""
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
     except psycopg.Error as e:
         raise PostgresUnavailable(f"cannot create a test database: {e}") from None
     path, _, query = url.partition("?")
     return path.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+
+
+def database_name(url: str) -> str:
+    """The database a URL of new_database() names (a bare name is returned as it is)."""
+    return url.partition("?")[0].rsplit("/", 1)[-1]
+
+
+def drop_database(url: str) -> None:
+    """Drop a database of new_database(), ending any connection still open to it (a pool a test left)."""
+    import psycopg
+
+    with psycopg.connect(server_url(), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')

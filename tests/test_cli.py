@@ -147,6 +147,8 @@ def test_index_fast_then_search_and_related(env, capsys, tmp_path):
     assert out.startswith(f"showing results for: {word} methods")
 
 
+# SQLite's alone: `serve` on a PostgreSQL catalog, with workers, is tests/test_web_postgres.py
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_serve_runs_the_site_with_workers(web_settings):
     """`papersift serve` as a user runs it: a real process, two uvicorn workers, real HTTP."""
     import socket

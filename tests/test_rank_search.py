@@ -1,4 +1,5 @@
-"""Index step, hybrid search and related papers on a small real subset with the real model."""
+"""Index step, hybrid search and related papers on a small real subset with the real model, on each
+catalog backend (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BACKENDS, drop_postgres_database, open_postgres_store
 
 from papersift.index.build import build_index, embed_pending, index_folder, lexical_folder, model_key, sync_vector_index
 from papersift.index.embed import create_embedder
@@ -19,6 +21,7 @@ from papersift.models import Paper
 from papersift.rank.related import related_papers
 from papersift.rank.search import FusionParams, Searcher
 from papersift.store import open_store
+from papersift.store.copy import copy_catalog
 from papersift.store.fulltext import Filters
 
 ARXIV_DAILY = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-daily" / "arxiv_papers.jsonl.gz"
@@ -36,15 +39,55 @@ def embedder(tmp_path_factory):
     return create_embedder("minilm", tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    """Module-wide here: each backend's catalog is built and indexed once for the module."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory, papers, embedder):
+def sqlite_indexed(tmp_path_factory, papers, embedder):
+    """The papers in a SQLite catalog, indexed: full text, BM25 and vectors in its data dir."""
     data = tmp_path_factory.mktemp("data")
     store = open_store(str(data / "catalog.db"), migrate=True)
     store.upsert_papers(papers)
     report = build_index(store, embedder, data)
     assert (report.fulltext_synced, report.embedded, report.vectors) == (N, N, N)
-    index = open_or_none(index_folder(data, embedder), expect_model=model_key(embedder))
-    return store, index, data
+    yield store, data
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, sqlite_indexed, embedder, backend):
+    """(store, vector index, data dir). PostgreSQL: the SQLite catalog copied over (its vectors with it,
+    so nothing is embedded twice), then indexed from the copy in a data dir of its own."""
+    if backend == "sqlite":
+        store, data = sqlite_indexed
+        yield store, open_or_none(index_folder(data, embedder), expect_model=model_key(embedder)), data
+        return
+    url, store = open_postgres_store()
+    data = tmp_path_factory.mktemp("data-postgresql")
+    try:
+        assert copy_catalog(sqlite_indexed[0], store, fulltext=False).verified
+        report = build_index(store, embedder, data)
+        assert (report.fulltext_synced, report.embedded, report.vectors) == (N, 0, N)
+        yield store, open_or_none(index_folder(data, embedder), expect_model=model_key(embedder)), data
+    finally:
+        store.close()
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def fresh_store(backend, tmp_path):
+    """An empty catalog on the module's backend."""
+    if backend == "postgresql":
+        url, store = open_postgres_store()
+    else:
+        url, store = None, open_store(str(tmp_path / "c.db"), migrate=True)
+    yield store
+    store.close()
+    if url:
+        drop_postgres_database(url)
 
 
 def test_every_paper_is_found_by_its_own_title(indexed, embedder, papers):
@@ -126,8 +169,8 @@ def test_papers_that_readers_save_together_become_related(tmp_path, indexed, emb
     assert [h.paper_id for h in related_papers(store, index, key, embedder.dim, paper.arxiv_id, k=10)] == before
 
 
-def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers, embedder):
-    store = open_store(str(tmp_path / "c.db"), migrate=True)
+def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers, embedder, fresh_store):
+    store = fresh_store
     store.upsert_papers(papers[:120])
 
     class Crashing:
@@ -200,7 +243,7 @@ def test_edit_distance_counts_transpositions_once():
     assert stem_distance("protien", "pro", 2) > 2  # a stem much shorter than the word is no candidate
 
 
-def test_phrases_and_prefixes_are_searched_by_fts5(indexed, embedder, papers):
+def test_phrases_and_prefixes_are_searched_by_the_catalogs_full_text(indexed, embedder, papers):
     store, index, data = indexed
     searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
     lexical = searcher.lexical('"language models"', 50, None)

@@ -1,6 +1,7 @@
-"""Trending, replayed: the bundled sample catalog (3,467 real arXiv papers) in a real SQLite store, with
-the recorded vote streams of tests/data/vote_streams/ (see record.py there) replayed through
-Store.add_interaction, and the real MiniLM model for the content prior."""
+"""Trending, replayed: the bundled sample catalog (3,467 real arXiv papers) in a real store (SQLite and
+PostgreSQL: every test that reads a catalog runs on both), with the recorded vote streams of
+tests/data/vote_streams/ (see record.py there) replayed through Store.add_interaction, and the real
+MiniLM model for the content prior."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BACKENDS, drop_postgres_database, open_postgres_store
 
 from papersift.errors import BadInput
 from papersift.index.build import model_key, paper_text
@@ -68,45 +70,89 @@ def sample() -> list[Paper]:
             return [parse_arxiv_daily_record(json.loads(line)) for line in f]
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    """Module-wide here: each backend's catalogs are built once for the module."""
+    return request.param
+
+
+def _build(store, sample, streams) -> None:
+    store.upsert_papers(sample)
+    for s in streams:
+        replay(store, s)
+    store.close()  # SQLite: the last connection closing folds the WAL into the file that gets copied
+
+
+CATALOGS = {"bare": (), "organic": ("organic",)}
+
+
 @pytest.fixture(scope="module")
-def catalogs(tmp_path_factory, sample) -> dict[str, Path]:
-    """Two catalog files built once: the bare sample, and the sample with organic traffic replayed."""
+def catalogs(tmp_path_factory, sample, backend) -> dict[str, str]:
+    """Two catalogs built once: the bare sample, and the sample with organic traffic replayed. SQLite: files
+    a test copies; PostgreSQL: template databases a test copies."""
+    out: dict[str, str] = {}
     folder = tmp_path_factory.mktemp("catalogs")
-    out = {}
-    for name, streams in (("bare", ()), ("organic", ("organic",))):
-        store = open_store(str(folder / f"{name}.db"), migrate=True)
-        store.upsert_papers(sample)
-        for s in streams:
-            replay(store, s)
-        store.close()  # the last connection closing folds the WAL into the file that gets copied
-        out[name] = folder / f"{name}.db"
-    return out
+    for name, streams in CATALOGS.items():
+        if backend == "postgresql":
+            out[name], store = open_postgres_store()
+        else:
+            out[name] = str(folder / f"{name}.db")
+            store = open_store(out[name], migrate=True)
+        _build(store, sample, streams)
+    yield out
+    if backend == "postgresql":
+        for url in out.values():
+            drop_postgres_database(url)
+
+
+def _copy(catalogs: dict[str, str], base: str, backend: str, path: Path):
+    """(a private copy of a catalog, and what to drop afterwards)."""
+    if backend == "postgresql":
+        url, store = open_postgres_store(template=catalogs[base])
+        return store, url
+    shutil.copyfile(catalogs[base], path)
+    return open_store(str(path)), None
 
 
 @pytest.fixture
-def open_catalog(tmp_path, catalogs):
+def open_catalog(tmp_path, catalogs, backend):
     """A private copy of a catalog, with more streams replayed on it."""
     opened = []
 
     def open_(base: str, *streams: str):
-        path = tmp_path / f"{base}-{len(opened)}.db"
-        shutil.copyfile(catalogs[base], path)
-        store = open_store(str(path))
+        store, url = _copy(catalogs, base, backend, tmp_path / f"{base}-{len(opened)}.db")
+        opened.append((store, url))
         for s in streams:
             replay(store, s)
-        opened.append(store)
         return store
 
     yield open_
-    for store in opened:
+    for store, url in opened:
         store.close()
+        if url:
+            drop_postgres_database(url)
 
 
 @pytest.fixture(scope="module")
-def organic(catalogs):
-    store = open_store(str(catalogs["organic"]))
+def organic(catalogs, backend, tmp_path_factory):
+    store, url = _copy(catalogs, "organic", backend, tmp_path_factory.mktemp("organic") / "organic.db")
     yield store
     store.close()
+    if url:
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def empty(backend, tmp_path):
+    """An empty catalog."""
+    if backend == "postgresql":
+        url, store = open_postgres_store()
+    else:
+        url, store = None, open_store(str(tmp_path / "empty.db"), migrate=True)
+    yield store
+    store.close()
+    if url:
+        drop_postgres_database(url)
 
 
 def rank_of(hits, ref: str) -> int:
@@ -345,7 +391,7 @@ def test_results_are_deterministic_and_pages_slice_one_order(organic):
         trending(organic, "day", D("2026-06-30"), limit=-1)
 
 
-def test_latest_and_neighbour_days(open_catalog, sample, store):
+def test_latest_and_neighbour_days(open_catalog, sample, empty):
     catalog = open_catalog("bare")
     assert latest_day(catalog) == D("2026-07-01")
 
@@ -359,5 +405,5 @@ def test_latest_and_neighbour_days(open_catalog, sample, store):
         assert neighbour_days(catalog, day, "cs.GR") == oracle(day, "cs.GR"), day
     assert neighbour_days(catalog, D("2026-06-21")) == (D("2026-06-19"), D("2026-06-23"))  # a weekend
     # an empty catalog: nothing anywhere
-    assert latest_day(store) is None and neighbour_days(store, D("2026-06-30")) == (None, None)
-    assert trending(store, "week") == [] and trending(store, "week", D("2026-06-30")) == []
+    assert latest_day(empty) is None and neighbour_days(empty, D("2026-06-30")) == (None, None)
+    assert trending(empty, "week") == [] and trending(empty, "week", D("2026-06-30")) == []

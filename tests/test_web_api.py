@@ -14,7 +14,9 @@ ERROR_KEYS = {"ok", "error", "errors", "status"}
 
 @pytest.fixture
 def app(web_settings):
-    return create_app(web_settings)
+    app = create_app(web_settings)
+    yield app
+    app.state.site.store.close()  # opened by create_app, which leaves closing it to its caller
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 
 @pytest.fixture
 def app(web_settings):
-    return create_app(web_settings)
+    app = create_app(web_settings)
+    yield app
+    app.state.site.store.close()  # opened by create_app, which leaves closing it to its caller
 
 
 def reader(app, name="ada"):

@@ -16,7 +16,9 @@ from papersift.web.app import create_app
 
 @pytest.fixture
 def app(web_settings):
-    return create_app(web_settings)
+    app = create_app(web_settings)
+    yield app
+    app.state.site.store.close()  # opened by create_app, which leaves closing it to its caller
 
 
 @pytest.fixture
@@ -69,7 +71,7 @@ def test_paper_page_shows_everything(client):
     html = client.get(f"/papers/{ref}").text
     assert paper["title"].replace("&", "&amp;") in html or paper["title"] in html
     assert f"https://arxiv.org/pdf/{ref}" in html and "Related papers" in html
-    assert html.count('class="paper-row"') == 10  # ten related papers
+    assert html.count('class="paper-row related-row"') == 10  # ten related papers
     assert "@misc{" in html and f"eprint = {{{ref}}}" in html
     bib = client.get(f"/papers/{ref}/bibtex")
     assert bib.headers["content-type"].startswith("application/x-bibtex") and bib.text.startswith("@")
