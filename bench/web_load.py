@@ -201,30 +201,53 @@ def others() -> list[str]:  # the busiest processes: what else competed for the 
     return [line[:160] for line in ps.stdout.splitlines()[:8]]
 
 
-def bench_workers(args, workers: int, urls, titles, generate, rng) -> dict:
+def start_server(data_dir: Path, workers: int, env: dict | None = None) -> tuple[subprocess.Popen, str, list[str]]:
+    """`papersift --data-dir D serve --workers N` on a free loopback port, once it answers `/`: (the process,
+    its base URL, its output lines so far — drained so its pipe never fills). `env` adds to os.environ."""
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]
-    base, t0 = f"http://127.0.0.1:{port}", time.perf_counter()
-    server = subprocess.Popen([str(ROOT / ".venv/bin/papersift"), "--data-dir", str(args.data_dir), "serve", "--port",
+    server = subprocess.Popen([str(ROOT / ".venv/bin/papersift"), "--data-dir", str(data_dir), "serve", "--port",
                                str(port), "--workers", str(workers)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True, env={**os.environ, "PAPERSIFT_HOST": "127.0.0.1"})
-    log: list[str] = []  # the server's output, drained so its pipe never fills
+                              text=True, start_new_session=True,
+                              env={**os.environ, "PAPERSIFT_HOST": "127.0.0.1", **(env or {})})
+    log: list[str] = []
     threading.Thread(target=log.extend, args=(server.stdout,), daemon=True).start()
+    base, t0 = f"http://127.0.0.1:{port}", time.perf_counter()
+    while True:
+        try:
+            if fetch(base, "/", timeout=5)[0] == 200:
+                return server, base, log
+        except OSError:
+            pass
+        if server.poll() is not None or time.perf_counter() - t0 > 600:
+            stop_server(server)
+            raise SystemExit(f"server exited ({server.returncode}) or is stuck: {''.join(log)[-2000:]}")
+        time.sleep(0.2)
+
+
+def stop_server(server: subprocess.Popen):
+    """SIGINT (uvicorn's graceful stop), SIGKILL to the group after 30 s; the exit status, or why not."""
+    try:
+        os.kill(server.pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    try:
+        return server.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        return f"killed after 30 s: {server.wait()}"
+
+
+def bench_workers(args, workers: int, urls, titles, generate, rng, env: dict | None = None) -> dict:
+    t0 = time.perf_counter()
+    server, base, log = start_server(args.data_dir, workers, env)
     result: dict = {"workers": workers}
     try:
-        while True:
-            try:
-                if fetch(base, "/", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.perf_counter() - t0 > 600:
-                raise SystemExit(f"server exited ({server.returncode}) or is stuck: {''.join(log)[-2000:]}")
-            time.sleep(0.2)
         result.update(startup_s=round(time.perf_counter() - t0, 2), after_start=server_usage(server.pid))
         t1 = time.perf_counter()
-        result["first_search_status"] = fetch(base, urls["search"][0])[0]  # cold: may load the model and indexes
-        result["first_search_s"] = round(time.perf_counter() - t1, 2)
+        if urls.get("search"):
+            result["first_search_status"] = fetch(base, urls["search"][0])[0]  # cold: may load the model and indexes
+            result["first_search_s"] = round(time.perf_counter() - t1, 2)
         generate(base, [u for name in urls for u in urls[name][:400]], args.clients, args.warmup)  # every worker warm
         result["settle_s"] = settle(server.pid)
         result["after_warmup"], result["scenarios"] = server_usage(server.pid), {}
@@ -260,12 +283,7 @@ def bench_workers(args, workers: int, urls, titles, generate, rng) -> dict:
                   f"{stats['p99_ms']} ms  max {stats['max_ms']} ms  non-2xx {non2xx}  errors {stats['socket_errors']}  "
                   f"checks {'ok' if all(c['ok'] for c in checks) else 'FAILED'}", flush=True)
     finally:
-        os.kill(server.pid, signal.SIGINT)
-        try:
-            result["stop_returncode"] = server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            result["stop_returncode"] = f"killed after 30 s: {server.wait()}"
+        result["stop_returncode"] = stop_server(server)
     result["server_log_tail"] = [line.rstrip()[:300] for line in log[-8:]]
     return result
 
