@@ -33,9 +33,11 @@ from papersift.web.site import Site, Viewer
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 MAX_BODY = 256 * 1024
-# Worker threads per process for the synchronous handlers: each holds a SQLite connection (with its
-# own page cache), and more threads than this only queue on the GIL and the cores (bench/web_load.py).
-THREADS = 8
+# Worker threads per process for the synchronous handlers. The work is CPU-bound Python, so threads
+# beyond two only fight over the GIL (and with the event loop's thread); two let one compute while the
+# other waits on the catalog. Paper pages, 2 workers, 50 clients (bench/web_load.py, idle machine):
+# 1 thread 448 req/s p99 254 ms; 2: 504 / 220; 3: 441 / 269; 4: 423 / 278; 8: 438 / 271.
+THREADS = 2
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
