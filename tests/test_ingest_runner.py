@@ -135,7 +135,10 @@ def test_killed_ingest_resumes_without_duplicates(tmp_path, sig):
     env = dict(os.environ, PAPERSIFT_DATABASE_URL=str(db), PAPERSIFT_BATCH_SIZE="500")
     cmd = [sys.executable, "-m", "papersift.cli", "ingest", "arxiv-daily", str(path), "--quiet"]
     subprocess.run([sys.executable, "-m", "papersift.cli", "init"], env=env, check=True, capture_output=True)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Ctrl-C's default action in the child, as in a terminal: a suite started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and the ingest would then run to its end
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         time.sleep(0.05)

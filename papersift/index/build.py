@@ -8,6 +8,7 @@ out of step after a crash, it is patched or rebuilt from the catalog.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from papersift.index.embed import Embedder
 from papersift.index.lexical import sync_lexical_index
 from papersift.index.vectors import VectorIndex, create_index, open_or_none
 from papersift.store.base import Store
+
+log = logging.getLogger(__name__)
 
 EXACT_BELOW = 5_000  # smaller catalogs are searched exactly: faster to build, perfect recall
 
@@ -174,15 +177,29 @@ FAST_TIER = "static"  # the embedder spec of the fast tier (index/static.py)
 COMPLETE = 0.99  # an index holding this share of the catalog counts as complete
 
 
+def another_catalogs(folder: Path, catalog: str) -> bool:
+    """True when the vector index in `folder` was saved for another catalog than `catalog` (its row ids
+    are not this catalog's: the data dir's catalog was copied to PostgreSQL and `papersift index` has
+    not run since). An index saved before indexes recorded their catalog counts as this one's."""
+    if _seq_file(folder, catalog).exists():
+        return False
+    return any(folder.parent.glob(f"{folder.name}.seqs-*.npy"))
+
+
 def searchable_tier(store: Store, data_dir: Path, embedders: list[Embedder]) -> tuple[Embedder | None,
                                                                                       VectorIndex | None]:
     """The embedder and index that search should use, from `embedders` best first: the first whose
     index covers the catalog, else the one covering most of it. So after `papersift index --fast` a
-    new catalog is searched with the static tier until the full model's index has caught up."""
-    papers = store.count_papers()
+    new catalog is searched with the static tier until the full model's index has caught up. Another
+    catalog's index is never used."""
+    papers, catalog = store.count_papers(), store.catalog_id()
     best: tuple[Embedder | None, VectorIndex | None] = (None, None)
     for embedder in embedders:
-        index = open_or_none(index_folder(data_dir, embedder), expect_model=model_key(embedder))
+        folder = index_folder(data_dir, embedder)
+        if another_catalogs(folder, catalog):
+            log.warning("the vector index in %s was built from another catalog: run `papersift index`", folder)
+            continue
+        index = open_or_none(folder, expect_model=model_key(embedder))
         if index is None:
             continue
         if len(index) >= COMPLETE * papers:
