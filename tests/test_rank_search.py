@@ -115,6 +115,21 @@ def test_meaning_finds_what_words_miss(indexed, embedder, papers):
     assert target.arxiv_id in [h.paper_id for h in dense_only.search(sentence, limit=5)]
 
 
+def test_a_pasted_abstract_finds_its_paper_on_bm25_without_spelling(indexed, embedder, papers, monkeypatch):
+    store, index, data = indexed
+    searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
+    target = papers[23]
+    words = target.abstract.split()
+    query = " ".join(words[:40]) + ' "quoted" words and a star* ' + " ".join(words[40:200])  # 200+ words
+    asked = []
+    monkeypatch.setattr(store, "search_fulltext", lambda *a, **k: asked.append("fts5") or [])
+    monkeypatch.setattr(store, "spelling_corrections", lambda *a, **k: asked.append("spelling") or {})
+    page = searcher.search_page(query, limit=3)
+    assert page.hits[0].paper_id == target.arxiv_id
+    assert asked == []  # its quotes and star are punctuation (no FTS5 phrase search), no spelling check
+    assert searcher.search_page("transfomer", limit=3) is not None and asked == ["spelling"]  # typed: checked
+
+
 def test_filters_paging_and_reasons(indexed, embedder, papers):
     store, index, data = indexed
     searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
