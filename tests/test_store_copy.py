@@ -294,7 +294,7 @@ def test_the_data_dirs_indexes_follow_the_catalog_to_its_copy(tmp_path, real_pap
     """A user copies the catalog to PostgreSQL and keeps the data dir: the indexes there were built from
     the SQLite catalog, whose row ids and change_seqs the copy does not have. The next `papersift index`
     must bring them in step with the new catalog, not find them "up to date" and miss the new papers."""
-    from papersift.index.build import another_catalogs, sync_vector_index
+    from papersift.index.build import searchable_lexical, sync_vector_index, vectors_of_another_catalog
     from papersift.index.lexical import open_lexical_index, read_manifest, sync_lexical_index
 
     rng = np.random.default_rng(11)
@@ -325,8 +325,10 @@ def test_the_data_dirs_indexes_follow_the_catalog_to_its_copy(tmp_path, real_pap
         target.upsert_papers([new])
         embed(target)
         # until `papersift index` runs, a server on the copy must not search with the SQLite catalog's files
-        assert another_catalogs(vectors, target.catalog_id()) and not another_catalogs(vectors, source.catalog_id())
+        assert vectors_of_another_catalog(vectors, target.catalog_id())
+        assert not vectors_of_another_catalog(vectors, source.catalog_id())
         assert read_manifest(lexical)["catalog"] == source.catalog_id() != target.catalog_id()
+        assert searchable_lexical(target, tmp_path) is None and searchable_lexical(source, tmp_path) is not None
         index, action = sync_lexical_index(target, lexical)
         assert action.startswith("built")  # another catalog's index: rebuilt, not taken for up to date
         assert [pid for pid, _ in index.search("zebrafish", 5)] == [target.get_paper("2607.00042").id]
@@ -335,7 +337,7 @@ def test_the_data_dirs_indexes_follow_the_catalog_to_its_copy(tmp_path, real_pap
         assert sync_lexical_index(target, lexical)[1] == "up to date"
         # every vector in the index is the one the new catalog holds for that id
         vindex, _ = sync_vector_index(target, _Model, vectors)
-        assert not another_catalogs(vectors, target.catalog_id())
+        assert not vectors_of_another_catalog(vectors, target.catalog_id())
         ids, stored = target.load_embeddings(MODEL, DIM)
         assert sorted(vindex.ids().tolist()) == ids.tolist()
         found, _ = vindex.search(stored, 1)

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from papersift.index.embed import Embedder
-from papersift.index.lexical import sync_lexical_index
+from papersift.index.lexical import LexicalIndex, open_lexical_index, read_manifest, sync_lexical_index
 from papersift.index.vectors import VectorIndex, create_index, open_or_none
 from papersift.store.base import Store
 
@@ -177,13 +177,25 @@ FAST_TIER = "static"  # the embedder spec of the fast tier (index/static.py)
 COMPLETE = 0.99  # an index holding this share of the catalog counts as complete
 
 
-def another_catalogs(folder: Path, catalog: str) -> bool:
+def vectors_of_another_catalog(folder: Path, catalog: str) -> bool:
     """True when the vector index in `folder` was saved for another catalog than `catalog` (its row ids
     are not this catalog's: the data dir's catalog was copied to PostgreSQL and `papersift index` has
     not run since). An index saved before indexes recorded their catalog counts as this one's."""
     if _seq_file(folder, catalog).exists():
         return False
     return any(folder.parent.glob(f"{folder.name}.seqs-*.npy"))
+
+
+def searchable_lexical(store: Store, data_dir: Path) -> LexicalIndex | None:
+    """The BM25 index search should use: None when there is none or it is another catalog's (as for
+    vectors above; the catalog's own full text answers meanwhile)."""
+    folder = lexical_folder(data_dir)
+    index = open_lexical_index(folder)
+    catalog = store.catalog_id()
+    if index is not None and (read_manifest(folder) or {}).get("catalog", catalog) != catalog:
+        log.warning("the BM25 index in %s was built from another catalog: run `papersift index`", folder)
+        return None
+    return index
 
 
 def searchable_tier(store: Store, data_dir: Path, embedders: list[Embedder]) -> tuple[Embedder | None,
@@ -196,7 +208,7 @@ def searchable_tier(store: Store, data_dir: Path, embedders: list[Embedder]) -> 
     best: tuple[Embedder | None, VectorIndex | None] = (None, None)
     for embedder in embedders:
         folder = index_folder(data_dir, embedder)
-        if another_catalogs(folder, catalog):
+        if vectors_of_another_catalog(folder, catalog):
             log.warning("the vector index in %s was built from another catalog: run `papersift index`", folder)
             continue
         index = open_or_none(folder, expect_model=model_key(embedder))

@@ -32,12 +32,12 @@ from papersift.store.spelling import corrected
 
 MAX_QUERY_CHARS = 2000  # longer queries are cut (a pasted abstract is plenty)
 MAX_LIMIT = 200
-# A long query is a pasted abstract, not something typed: its first DENSE_QUERY_WORDS words (~128
-# tokens, the length MiniLM was trained on) carry its meaning for the embedding at half the cost of
-# 256 tokens, and its typos don't matter among so many words, so spelling is checked only up to
-# SPELL_MAX_WORDS words. The lexical side still sees the whole query.
+# A query over TYPED_MAX_WORDS words was pasted (an abstract, a paragraph), not typed: its typos don't
+# matter among so many words (no spelling check), its quotes and stars are punctuation (BM25, not FTS5
+# phrases), and its first DENSE_QUERY_WORDS words (~128 tokens, the length MiniLM was trained on)
+# carry its meaning for the embedding at half the cost of 256 tokens. BM25 still sees the whole query.
 DENSE_QUERY_WORDS = 90
-SPELL_MAX_WORDS = 12
+TYPED_MAX_WORDS = 12
 
 Ranked = list[tuple[int, float]]  # (paper id, score), best first
 
@@ -65,7 +65,7 @@ class SearchPage:
 
 def pasted(query: str) -> bool:
     """A query too long to have been typed: a pasted abstract or paragraph."""
-    return len(query.split()) > SPELL_MAX_WORDS
+    return len(query.split()) > TYPED_MAX_WORDS
 
 
 def identifier_match(store: Store, query: str) -> Paper | None:
@@ -139,7 +139,7 @@ class Searcher:
 
     def lexical(self, query: str, depth: int, filters: Filters | None) -> Ranked:
         """BM25 from the in-memory index; phrases, prefixes, or no such index: the catalog's FTS5. A pasted
-        text (over SPELL_MAX_WORDS words) stays on BM25 whatever quotes or stars it holds: they are its
+        text (over TYPED_MAX_WORDS words) stays on BM25 whatever quotes or stars it holds: they are its
         punctuation, not phrase syntax, and FTS5 takes ~0.1-0.5 s over such a query."""
         if self.bm25 is None or not (handles(query) or pasted(query)):
             return self.store.search_fulltext(query, depth, filters)

@@ -7,22 +7,18 @@ or the fast tier's while the full one is being built) and, in a long-running ser
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 import time
 from pathlib import Path
 
-from papersift.index.build import FAST_TIER, index_folder, lexical_folder, model_key, searchable_tier
+from papersift.index.build import FAST_TIER, index_folder, lexical_folder, model_key, searchable_lexical, searchable_tier
 from papersift.index.embed import Embedder, create_embedder
-from papersift.index.lexical import open_lexical_index, read_manifest
 from papersift.models import Hit, Paper
 from papersift.rank.related import related_papers
 from papersift.rank.search import Searcher, SearchPage
 from papersift.rank.trending import content_prior
 from papersift.store.base import Store
 from papersift.store.fulltext import Filters
-
-log = logging.getLogger(__name__)
 
 RELOAD_CHECK = 5.0
 RELATED_TTL = 600.0  # seconds a paper's related list is reused: it changes only with the index or co-saves
@@ -65,11 +61,7 @@ class Discovery:
     def reload(self) -> None:
         stamp = self._files_stamp()
         embedder, index = searchable_tier(self.store, self.data_dir, self.embedders)
-        bm25 = open_lexical_index(lexical_folder(self.data_dir))
-        if bm25 is not None and (read_manifest(lexical_folder(self.data_dir)) or {}).get(
-                "catalog", self.store.catalog_id()) != self.store.catalog_id():
-            log.warning("the BM25 index in %s was built from another catalog: run `papersift index`", self.data_dir)
-            bm25 = None  # the catalog's own full text answers meanwhile
+        bm25 = searchable_lexical(self.store, self.data_dir)
         # one assignment: a request in flight keeps the Searcher it started with
         self.embedder, self.index = embedder, index
         self.searcher = Searcher(self.store, embedder if index is not None else None, index, bm25=bm25)
