@@ -140,6 +140,21 @@ def copy_data_dir(source: Path, target: Path) -> None:
         shutil.copytree(source / "models", target / "models", copy_function=os.link)
 
 
+@pytest.fixture
+def empty_store(backend, tmp_path):
+    """An empty, migrated catalog on the test's backend (a module may narrow `backend` to module scope)."""
+    from papersift.store import open_store
+
+    if backend == "postgresql":
+        url, store = open_postgres_store()
+    else:
+        url, store = None, open_store(str(tmp_path / "empty.db"), migrate=True)
+    yield store
+    store.close()
+    if url:
+        drop_postgres_database(url)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """The catalog backend a test runs on: every test that asks (through web_settings, say) runs on each.

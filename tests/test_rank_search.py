@@ -77,19 +77,6 @@ def indexed(tmp_path_factory, sqlite_indexed, embedder, backend):
         drop_postgres_database(url)
 
 
-@pytest.fixture
-def fresh_store(backend, tmp_path):
-    """An empty catalog on the module's backend."""
-    if backend == "postgresql":
-        url, store = open_postgres_store()
-    else:
-        url, store = None, open_store(str(tmp_path / "c.db"), migrate=True)
-    yield store
-    store.close()
-    if url:
-        drop_postgres_database(url)
-
-
 def test_every_paper_is_found_by_its_own_title(indexed, embedder, papers):
     store, index, data = indexed
     searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
@@ -184,8 +171,8 @@ def test_papers_that_readers_save_together_become_related(tmp_path, indexed, emb
     assert [h.paper_id for h in related_papers(store, index, key, embedder.dim, paper.arxiv_id, k=10)] == before
 
 
-def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers, embedder, fresh_store):
-    store = fresh_store
+def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers, embedder, empty_store):
+    store = empty_store
     store.upsert_papers(papers[:120])
 
     class Crashing:

@@ -142,19 +142,6 @@ def organic(catalogs, backend, tmp_path_factory):
         drop_postgres_database(url)
 
 
-@pytest.fixture
-def empty(backend, tmp_path):
-    """An empty catalog."""
-    if backend == "postgresql":
-        url, store = open_postgres_store()
-    else:
-        url, store = None, open_store(str(tmp_path / "empty.db"), migrate=True)
-    yield store
-    store.close()
-    if url:
-        drop_postgres_database(url)
-
-
 def rank_of(hits, ref: str) -> int:
     return [h.paper_id for h in hits].index(ref)
 
@@ -391,7 +378,8 @@ def test_results_are_deterministic_and_pages_slice_one_order(organic):
         trending(organic, "day", D("2026-06-30"), limit=-1)
 
 
-def test_latest_and_neighbour_days(open_catalog, sample, empty):
+def test_latest_and_neighbour_days(open_catalog, sample, empty_store):
+    empty = empty_store
     catalog = open_catalog("bare")
     assert latest_day(catalog) == D("2026-07-01")
 
