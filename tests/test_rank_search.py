@@ -235,6 +235,18 @@ def test_real_words_and_long_texts_are_not_corrected(indexed, embedder, papers):
     assert store.spelling_corrections("zyxwvutsr") == {}
 
 
+def test_a_rare_real_word_is_not_bent_into_a_common_short_one(empty_store):
+    """A stem only proposes a correction: the written word must be within the typo's edits of what was
+    typed (SciFact claims had "anthrax" → "anti", "insomnia" → "into", "drowning" → "down")."""
+    common = "Anti inflammatory drugs go into trials and down regulate transformers in the cells."
+    empty_store.upsert_papers([Paper(title=f"Study {n}", abstract=common, doi=f"10.5555/s.{n}") for n in range(40)]
+                              + [Paper(title="Anthrax toxins", abstract="Anthrax spores.", doi="10.5555/s.a")])
+    empty_store.sync_fulltext()
+    assert empty_store.spelling_corrections("anthrax insomnia drowning") == {}
+    # a real typo is still corrected, to a word as the papers write it
+    assert empty_store.spelling_corrections("trasformers") == {"trasformers": "transformers"}
+
+
 def test_edit_distance_counts_transpositions_once():
     from papersift.store.spelling import edit_distance, stem_distance
 

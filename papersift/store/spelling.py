@@ -5,6 +5,10 @@ A query word that (almost) no paper contains, `trasformer`, is matched against t
 a small edit distance: one edit for words of 5–7 letters, two from 8 letters. Suffixes are allowed
 to differ, since the vocabulary holds stems ("transform" for "transformers"). A candidate must be
 far more common than the word itself, so a rare but real word (a gene name, an acronym) is kept.
+Last, the written word the correction would put in the query must itself lie within those edits of
+what was typed (one edit for a word some papers use): a stem only finds candidates. Without that
+check, "anthrax" became "anti", "insomnia" "into" and "drowning" "down" (a short stem plus "suffix"
+letters), which cost SciFact claims 0.004 nDCG@10 and would puzzle any reader.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ KNOWN_RATIO = 50  # … and for a word some papers have, in this many times more
 MAX_TYPED_DF = 10  # words in more papers than this are never corrected (typos recur in abstracts)
 MAX_QUERY_WORDS = 12
 MAX_SUFFIX = 7  # letters porter may strip: "classification" → "classif"
+SURFACE_TRIES = 3  # closest stems whose written forms are checked against the typed word
 
 
 def max_edits(word: str) -> int:
@@ -129,15 +134,19 @@ def corrections(conn, query: str, vocab: Vocabulary = SQLITE) -> dict[str, str]:
         if typed_df > MAX_TYPED_DF:
             continue
         limit = max_edits(word)
-        best: tuple[float, int, str] | None = None  # (distance, -doc count, term)
+        close: list[tuple[float, int, str]] = []  # (distance, -doc count, term)
         for term, df in vocab.candidates(conn, word):
             if df < (MIN_RATIO if typed_df == 0 else KNOWN_RATIO * typed_df):
                 continue
             d = stem_distance(word, term, limit)
-            if d <= limit + (0.5 if len(word) < 8 else 0) and (best is None or (d, -df, term) < best):
-                best = (d, -df, term)
-        if best is not None:
-            out[word] = surface_form(conn, best[2], word, vocab)
+            if d <= limit + (0.5 if len(word) < 8 else 0):
+                close.append((d, -df, term))
+        for _, _, term in sorted(close)[:SURFACE_TRIES]:
+            written = surface_form(conn, term, word, vocab)
+            # a word some papers use is a real word more often than a recurring typo: one edit at most
+            if edit_distance(word, written, limit) <= (limit if typed_df == 0 else 1):
+                out[word] = written
+                break
     return out
 
 
