@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     note("exact_scan_single_query", exact_lat)
 
     per_ef = {}
-    for ef in (64, 96, 128, 192, 256):
+    for ef in (64, 96, 128, 192, 256, 384, 512):
         index.ef_search = ef
         found, lat = timed(lambda q: index.search(q, K)[0], queries)
         t = time.perf_counter()
