@@ -152,6 +152,15 @@ def acm_index(limit: int | None):
     return docs, chosen, blacklist, load_contexts(set(chosen)), citing
 
 
+def tuning_topics(contexts: list[tuple[str, str, set[str]]], seed: int = 0, share: float = 0.3) -> set[str]:
+    """Topics of a seeded 30 % of the citing papers (a topic number is the citing paper's number + 3
+    digits): anything tuned on ACM-CR is tuned on these alone, and the rest is reported as held out.
+    Whole papers, not contexts, so that no paper's paragraphs sit on both sides."""
+    papers = sorted({num[:-3] for num, _, _ in contexts})
+    chosen = set(np.random.default_rng(seed).permutation(papers)[: int(len(papers) * share)].tolist())
+    return {num for num, _, _ in contexts if num[:-3] in chosen}
+
+
 def acm_paper(doi: str, doc: Doc) -> Paper:
     return Paper(title=doc.title or doi, abstract=doc.abstract, authors=doc.authors, doi=doi, source="acm-cr")
 
@@ -292,6 +301,12 @@ def main(argv=None) -> None:
     print_table(f"ACM-CR contexts, {len(contexts)} queries over {len(chosen):,} papers:", table)
     paired = versus_best(values, "default", BASELINES)
     print(f"  default vs best baseline: {json.dumps(paired)}", flush=True)
+    tuning = tuning_topics(contexts)
+    held = [i for i, (num, _, _) in enumerate(contexts) if num not in tuning]
+    held_values = {name: {m: v[held] for m, v in metrics.items()} for name, metrics in values.items()}
+    held_table = summary(held_values)
+    print_table(f"held out (not in the tuning split): {len(held)} queries", held_table)
+    held_paired = versus_best(held_values, "default", BASELINES)
     write_result(args.out, {
         "protocol": "ACM-CR citation contexts (../shared/data/README.md, protocol 2)",
         "queries": len(contexts), "documents": len(chosen), "limit_docs": args.limit_docs,
@@ -300,6 +315,8 @@ def main(argv=None) -> None:
         "notes": "MRR over the top 100; relevant = qrels DOIs inside the index; BM25/dense/RRF/default are "
                  "papersift's own Searcher calls; the default is Searcher.search (convex fusion).",
         "systems": table, "paired_default_vs_best_baseline": paired,
+        "tuning_split": {"topics": len(tuning), "rule": "a seeded 30 % of the citing papers (tuning_topics)"},
+        "held_out": {"queries": len(held), "systems": held_table, "paired_default_vs_best_baseline": held_paired},
         "index": catalog.report,
         "seconds": {"per_system_all_queries": seconds, "index": catalog.report["seconds"]},
     })

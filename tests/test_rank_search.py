@@ -117,6 +117,25 @@ def test_a_pasted_abstract_finds_its_paper_on_bm25_without_spelling(indexed, emb
     assert searcher.search_page("transfomer", limit=3) is not None and asked == ["spelling"]  # typed: checked
 
 
+def test_a_pasted_draft_paragraph_is_searched_without_its_citation_marks(indexed, embedder, papers):
+    """Numbered marks point into the writer's bibliography: "[12]" would match papers that say "12"."""
+    from papersift.rank.search import without_citation_marks
+
+    assert without_citation_marks("as shown in [4, 7–9] and by [12]. Graphs [3;5] [a]") == \
+        "as shown in and by. Graphs [a]"
+    store, index, data = indexed
+    searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
+    words = papers[11].abstract.split()[:60]
+    marked = " ".join(w + (f" [{i}, {i + 2}–{i + 4}]" if i % 9 == 8 else "") for i, w in enumerate(words))
+    clean = " ".join(words)
+    page = searcher.search_page(marked, limit=10)
+    assert page.query == clean and "[" not in page.query
+    assert [h.paper_id for h in page.hits] == [h.paper_id for h in searcher.search(clean, limit=10)]
+    assert page.hits[0].paper_id == papers[11].arxiv_id
+    # a typed query keeps its brackets: it is searched as written
+    assert searcher.search_page("graph [2]", limit=3).query == "graph [2]"
+
+
 def test_filters_paging_and_reasons(indexed, embedder, papers):
     store, index, data = indexed
     searcher = Searcher(store, embedder, index, bm25=open_lexical_index(lexical_folder(data)))
