@@ -66,15 +66,18 @@ def brute_force(store, query: str, k1: float, b: float) -> dict[int, float]:
     n = len(docs)
     avg = sum(length for _, length in docs.values()) / n
     scores: dict[int, float] = {}
-    for term in dict.fromkeys(analyzer.terms(query)):
+    query_terms = analyzer.terms(query)
+    for term in dict.fromkeys(query_terms):
         df = sum(1 for tf, _ in docs.values() if term in tf)
         if not df:
             continue
         idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        qtf = query_terms.count(term)
+        q = (lexical.K3 + 1) * qtf / (lexical.K3 + qtf)  # a word the query repeats counts more, saturating
         for pid, (tf, length) in docs.items():
             if term in tf:
                 f = tf[term]
-                scores[pid] = scores.get(pid, 0.0) + idf * f * (k1 + 1) / (f + k1 * (1 - b + b * length / avg))
+                scores[pid] = scores.get(pid, 0.0) + q * idf * f * (k1 + 1) / (f + k1 * (1 - b + b * length / avg))
     return scores
 
 

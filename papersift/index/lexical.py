@@ -10,9 +10,13 @@ float32 array per catalog row: ~0.1–0.5 ms for a typed query, a few ms for a p
     Authors are their own field. A paper's term frequency is BM25F-style weighted over its fields,
     Σ FIELD_WEIGHTS[f] · tf(f), and its length is weighted the same way (one length normalisation).
   * BM25 as in Lucene / bm25s: idf = ln(1 + (N − df + 0.5) / (df + 0.5)), tf part
-    tf·(k1 + 1) / (tf + k1·(1 − b + b·len/avglen)). Files hold weighted term frequencies, not scores:
-    opening an index computes every posting's weight (idf included) from N, df and avglen of the whole
-    index, main and delta together, so the statistics are always exact and k1, b are run-time choices.
+    tf·(k1 + 1) / (tf + k1·(1 − b + b·len/avglen)), and a query term used qtf times counts
+    (k3 + 1)·qtf / (k3 + qtf) times (Robertson's k3): a word a pasted paragraph keeps coming back to is
+    its topic. Typed queries rarely repeat a word, so for them nothing changes; on ACM-CR's citation
+    paragraphs BM25 Recall@10 went 0.350 → 0.381 (k3 chosen on the tuning split). Files hold weighted
+    term frequencies, not scores: opening an index computes every posting's weight (idf included) from
+    N, df and avglen of the whole index, main and delta together, so the statistics are always exact
+    and k1, b are run-time choices.
   * Two segments: `main` and a small `delta` of the papers added or changed since main was built.
     A changed paper's old row in main is dead: it scores nothing and is left out of N, df and avglen,
     so an incremental sync ranks exactly as a rebuild. `sync_lexical_index` rebuilds the delta on every
@@ -40,6 +44,7 @@ import shutil
 import time
 import uuid
 from array import array
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +69,7 @@ AUTHOR_WEIGHT = 1.0
 FIELD_WEIGHTS = (TITLE_WEIGHT, ABSTRACT_WEIGHT, AUTHOR_WEIGHT)  # title, abstract, authors
 K1 = 1.2
 B = 0.75
+K3 = 1.5  # query term frequency saturation: a word used twice counts 1.43×, three times 1.67×
 MERGE_SHARE = 0.1  # a delta above this share of main is merged into a new main
 MAX_QUERY_TERMS = 256
 MAX_WORD = 40  # longer "words" are markup, sequences or hashes, not search terms
@@ -331,16 +337,18 @@ class LexicalIndex:
     def search(self, query: str, k: int = 100, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(paper id, BM25 score) best first, ties by id; only papers holding a query term, and with
         `allowed`, only those paper ids. Stopword-only queries find nothing here."""
-        hashes = self.query_hashes(query)
+        hashes, counts = self.query_terms(query)
         if int(k) <= 0 or not len(hashes) or not self.n_live:
             return []
+        saturated = ((K3 + 1) * counts / (K3 + counts)).astype(np.float32)
         scores = np.zeros(len(self.ids), np.float32)
         for seg_hashes, indptr, rows, weights in self._parts:
-            for t in _lookup(seg_hashes, hashes).tolist():
+            found, which = _lookup_each(seg_hashes, hashes)
+            for t, qw in zip(found.tolist(), saturated[which].tolist()):
                 lo, hi = indptr[t], indptr[t + 1]
                 # np.add.at on float32: ~2.3 ns a posting, 2.6x faster than `scores[rows] += w`, 1.5x
                 # than np.bincount of the concatenated postings (which also copies them)
-                np.add.at(scores, rows[lo:hi], weights[lo:hi])
+                np.add.at(scores, rows[lo:hi], weights[lo:hi] if qw == 1.0 else qw * weights[lo:hi])
         if allowed is not None:
             scores[~self.allowed_rows(allowed)] = 0
         return self._top(scores, int(k))
@@ -359,9 +367,12 @@ class LexicalIndex:
                     out[stem] += int(indptr[i + 1] - indptr[i])
         return out
 
-    def query_hashes(self, query: str) -> np.ndarray:
-        terms = list(dict.fromkeys(self.analyzer.terms(query)))[:MAX_QUERY_TERMS]
-        return np.array([term_hash(t) for t in terms], np.uint64)
+    def query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """(hash of each distinct query term, how many times the query uses it), first use first."""
+        counts = Counter(self.analyzer.terms(query))
+        terms = list(counts)[:MAX_QUERY_TERMS]
+        return (np.array([term_hash(t) for t in terms], np.uint64),
+                np.array([counts[t] for t in terms], np.float32))
 
     def allowed_rows(self, allowed) -> np.ndarray:
         """Mask over rows: live rows whose paper id is in `allowed` (unknown ids are ignored)."""
@@ -392,12 +403,13 @@ def _length_norms(lengths: np.ndarray, live: np.ndarray, k1: float, b: float) ->
     return norm
 
 
-def _lookup(hashes: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Indices in a segment's sorted `hashes` of the query hashes it holds."""
+def _lookup_each(hashes: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices in a segment's sorted `hashes`, indices in `query`) of the query hashes it holds."""
     if not len(hashes) or not len(query):
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     at = np.minimum(np.searchsorted(hashes, query), len(hashes) - 1)
-    return at[hashes[at] == query]
+    held = np.flatnonzero(hashes[at] == query)
+    return at[held], held
 
 
 def _df_of(hashes: np.ndarray, other: np.ndarray, other_df: np.ndarray) -> np.ndarray:
