@@ -302,6 +302,21 @@ def test_int8_stays_close_to_fp32(abstract_vectors):
     assert sims.mean() > 0.98 and sims.min() > 0.95, sims
 
 
+def test_a_lone_long_text_on_every_core_gives_its_batch_vector(papers, model_cache, abstract_vectors):
+    """A pasted abstract searched alone runs on the all-cores session; its vector is the one the
+    one-thread runs give it in a batch (int8 GEMMs are exact; only float rounding may differ)."""
+    embedder = MiniLMEmbedder(model_cache, precision="int8", threads=2)
+    used = []
+    run = embedder._run
+    embedder._run = lambda ids, session=None: used.append(session) or run(ids, session)
+    for i in range(3):
+        alone = embedder.embed([papers[i]["abstract"]])
+        assert cosines(alone, abstract_vectors["int8"][i:i + 1]).min() > 0.9999
+    assert used == [embedder._wide] * 3 and embedder._wide is not embedder._session
+    embedder.embed(["a short query"])  # short texts stay on the one-thread session
+    assert used[-1] is None
+
+
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
 def test_titles_are_nearest_to_their_own_abstracts(papers, abstract_vectors, precision, request):
     embedder = request.getfixturevalue(f"minilm_{precision}")

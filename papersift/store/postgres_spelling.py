@@ -6,7 +6,7 @@ index.
 
 from __future__ import annotations
 
-from papersift.store.spelling import Vocabulary, shortest_stem
+from papersift.store.spelling import Vocabulary, prefixes, shortest_stem
 
 
 def _lexeme_query(term: str) -> str:
@@ -25,7 +25,7 @@ def _candidates(conn, word: str) -> list[tuple[str, int]]:
     second and third swapped), of a plausible length."""
     shortest = shortest_stem(word)
     out: list[tuple[str, int]] = []
-    for prefix in dict.fromkeys((word[:2], word[1] + word[0], word[0] + word[2])):
+    for prefix in prefixes(word):
         out += conn.execute("SELECT term, doc FROM papers_fts_vocab WHERE term >= %s AND term < %s "
                             "AND length(term) BETWEEN %s AND %s",
                             (prefix, prefix + "\U0010ffff", shortest, len(word) + 2)).fetchall()

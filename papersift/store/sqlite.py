@@ -93,6 +93,9 @@ class SQLiteStore(ReaderTables, AccountTables, FeedTables, DigestTables):
         self._memory_conn: sqlite3.Connection | None = None
         # author name → row id; author rows are never deleted, so a cached id stays valid
         self._author_ids: dict[str, int] = {}
+        self._prefixes = spelling.PrefixCache()
+        self._vocabulary = spelling.Vocabulary(spelling.SQLITE.doc_count, self._prefixes.candidates,
+                                               spelling.SQLITE.texts)
 
     # -- connections ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -481,7 +484,10 @@ class SQLiteStore(ReaderTables, AccountTables, FeedTables, DigestTables):
 
     def sync_fulltext(self) -> int:
         """Bring the full-text index in step with the catalog; returns the papers (re)indexed."""
-        return fulltext.sync(self.conn)
+        synced = fulltext.sync(self.conn)
+        if synced:
+            self._prefixes.clear()
+        return synced
 
     def search_fulltext(self, query: str, limit: int = 100, filters: Filters | None = None) -> list[tuple[int, float]]:
         return fulltext.search(self.conn, query, limit, filters)
@@ -491,7 +497,7 @@ class SQLiteStore(ReaderTables, AccountTables, FeedTables, DigestTables):
 
     def spelling_corrections(self, query: str) -> dict[str, str]:
         """{typed word: indexed term} for the query's words that (almost) no paper contains."""
-        return spelling.corrections(self.conn, query)
+        return spelling.corrections(self.conn, query, self._vocabulary)
 
     def papers_to_embed(self, model: str, limit: int = 1000,
                         after: tuple[int, int] = (0, 0)) -> list[tuple[int, int, str, str]]:
