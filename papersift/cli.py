@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from typing import Sequence
 
 from papersift import __version__
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "papersift db verify postgresql://user@host/papersift")
     v.add_argument("url", help="the other catalog")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    c = _command(dbsub, "compact", "Give back the space of deleted and rewritten rows (SQLite VACUUM, PostgreSQL "
+                 "VACUUM ANALYZE); on SQLite, stop serve/index/update first.", "papersift db compact")
+    c.add_argument("--json", action="store_true", help="print the sizes as JSON")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "serve", "Run the website and JSON API.", "papersift serve --port 8000")
@@ -339,6 +343,22 @@ def cmd_digest(args) -> int:
     return 0
 
 
+def _compact(settings, args) -> int:
+    store = _open_store(settings)  # an upgrade's migrations first: they may be what left the free space
+    try:
+        started = time.perf_counter()
+        before, after = store.compact()
+    finally:
+        store.close()
+    seconds = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"bytes_before": before, "bytes_after": after, "seconds": round(seconds, 1)}))
+    else:
+        print(f"compacted {masked_url(settings.resolved_database_url)}: {before / 1e6:,.1f} MB → "
+              f"{after / 1e6:,.1f} MB in {seconds:.1f} s")
+    return 0
+
+
 def cmd_db(args) -> int:
     from tqdm import tqdm
 
@@ -346,6 +366,8 @@ def cmd_db(args) -> int:
     from papersift.store.copy import copy_catalog, verify_catalog
 
     settings = _settings(args)
+    if args.db_command == "compact":
+        return _compact(settings, args)
     if masked_url(args.url) == masked_url(settings.resolved_database_url) or args.url == settings.resolved_database_url:
         raise PapersiftError("the target is the catalog itself", hint="name another database")
     source = _open_store(settings, migrate=False)

@@ -60,6 +60,13 @@ def test_migrate_is_idempotent_and_versioned(db):
     assert db.schema_version() == version
 
 
+def test_compact_keeps_every_row(db):
+    db.upsert_papers([paper(n) for n in range(1, 21)])
+    before, after = db.compact()
+    assert before > 0 and after > 0
+    assert db.count_papers() == 20 and db.get_papers([p.id for p in db.iter_papers()])[0].title
+
+
 def test_catalog_id_is_made_once_and_kept(db, tmp_path):
     """Index files record the catalog they were built from (index/lexical.py, index/build.py)."""
     first = db.catalog_id()

@@ -79,3 +79,28 @@ def test_spelling_sees_new_papers_once_the_full_text_is_synced(tmp_path):
     store.sync_fulltext()
     assert store.spelling_corrections("grahps") == {"grahps": "graphs"}
     store.close()
+
+
+def test_db_compact_gives_back_what_deleted_vectors_took(tmp_path, monkeypatch, capsys):
+    import json
+    import os
+
+    from papersift.cli import main
+
+    for key in list(os.environ):
+        if key.startswith("PAPERSIFT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PAPERSIFT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PAPERSIFT_CONFIG_FILE", str(tmp_path / "none.toml"))
+    store = open_store(str(tmp_path / "data" / "catalog.db"), migrate=True)
+    store.upsert_papers(_papers(1000))
+    todo = store.papers_to_embed("old-model", limit=1000)
+    store.save_embeddings("old-model", [(pid, seq) for pid, seq, _, _ in todo], _vectors(len(todo), 4))
+    store.delete_embeddings("old-model")  # a model switched away from: its pages are free, the file is not smaller
+    store.close()
+    size = (tmp_path / "data" / "catalog.db").stat().st_size
+    assert main(["db", "compact", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bytes_after"] < report["bytes_before"] - 1_000_000  # ~1.5 MB of vectors given back
+    assert (tmp_path / "data" / "catalog.db").stat().st_size < size - 1_000_000
+    assert open_store(str(tmp_path / "data" / "catalog.db")).count_papers() == 1000

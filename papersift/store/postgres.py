@@ -181,6 +181,22 @@ class PostgresStore(ReaderTables, AccountTables, DigestTables, IndexTables):
                 conn.autocommit = False
         return applied
 
+    def compact(self) -> tuple[int, int]:
+        """VACUUM (ANALYZE) the database: dead rows' space is reused and the planner's statistics are
+        fresh. (Files shrink only with VACUUM FULL, which locks each table: left to the operator.)"""
+        self._require_schema()
+        size = "SELECT pg_database_size(current_database())"
+        with self._connection() as conn:
+            conn.autocommit = True  # VACUUM runs outside any transaction
+            try:
+                before = conn.execute(size).fetchone()[0]
+                conn.execute("VACUUM (ANALYZE)")
+                return before, conn.execute(size).fetchone()[0]
+            except psycopg.Error as e:
+                raise StoreError(f"cannot compact {self.path}: {e}") from None
+            finally:
+                conn.autocommit = False
+
     def _require_schema(self) -> None:
         if self.schema_version() == 0:
             raise StoreError(f"no catalog at {self.path}", hint="run `papersift migrate` (or any ingest) first")

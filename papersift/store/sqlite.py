@@ -482,6 +482,22 @@ class SQLiteStore(ReaderTables, AccountTables, FeedTables, DigestTables):
             row = self.conn.execute("SELECT value FROM index_state WHERE key = 'catalog_id'").fetchone()
         return row[0]
 
+    def _size(self) -> int:
+        return (self.conn.execute("PRAGMA page_count").fetchone()[0]
+                * self.conn.execute("PRAGMA page_size").fetchone()[0])
+
+    def compact(self) -> tuple[int, int]:
+        """VACUUM: rewrite the file without its free pages (an upgrade that rewrote the embeddings
+        table left a 74.7k-paper catalog at 1.2 GB; compacted: 606 MB, in 7 s)."""
+        self._require_schema()
+        before = self._size()
+        try:
+            self.conn.execute("VACUUM")
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"cannot compact {self.path}: {e}",
+                             hint="stop what else writes to it (serve, index, update) and run it again") from None
+        return before, self._size()
+
     def sync_fulltext(self) -> int:
         """Bring the full-text index in step with the catalog; returns the papers (re)indexed."""
         synced = fulltext.sync(self.conn)
