@@ -128,7 +128,7 @@ class PostgresStore(ReaderTables, AccountTables, DigestTables, IndexTables):
         except psycopg.OperationalError as e:
             raise StoreError(f"PostgreSQL at {self.path}: {e}") from None
 
-    def _query(self, sql: str, args: Sequence = ()) -> list[tuple]:
+    def _query(self, sql: str, args: Sequence | dict = ()) -> list[tuple]:
         with self._connection() as conn:
             return conn.execute(sql, args).fetchall()
 

@@ -274,8 +274,9 @@ class IndexTables:
         index of create_vector_index when there is one)."""
         vec = np.asarray(vector, dtype=np.float32).ravel()
         dim = int(vec.shape[0])
+        # one named parameter used twice: psycopg sends the vector once ($1 both times)
         rows = self._query(
-            f"SELECT paper_id, 1 - (vector::vector({dim}) <=> %s::real[]::vector({dim})) FROM embeddings "
-            f"WHERE model = %s ORDER BY vector::vector({dim}) <=> %s::real[]::vector({dim}) LIMIT %s",
-            (vec.tolist(), model, vec.tolist(), int(k)))
+            f"SELECT paper_id, 1 - (vector::vector({dim}) <=> %(q)s::real[]::vector({dim})) FROM embeddings "
+            f"WHERE model = %(model)s ORDER BY vector::vector({dim}) <=> %(q)s::real[]::vector({dim}) LIMIT %(k)s",
+            {"q": vec.tolist(), "model": model, "k": int(k)})
         return [(r[0], float(r[1])) for r in rows]
