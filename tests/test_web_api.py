@@ -16,13 +16,23 @@ ERROR_KEYS = {"ok", "error", "errors", "status"}
 def app(web_settings):
     app = create_app(web_settings)
     yield app
-    app.state.site.store.close()  # opened by create_app, which leaves closing it to its caller
+    app.state.site.store.close()  # create_app closes it when the server stops: here for apps never started
 
 
 @pytest.fixture
 def client(app):
     with TestClient(app) as c:
         yield c
+
+
+def test_the_server_closes_the_catalog_it_opened_when_it_stops(web_settings, backend):
+    if backend != "postgresql":
+        pytest.skip("a SQLite store holds no connection pool")
+    app = create_app(web_settings)
+    with TestClient(app) as c:
+        assert c.get("/api/papers/search", params={"q": "graph"}).status_code == 200
+        assert not app.state.site.store._pool.closed
+    assert app.state.site.store._pool.closed  # no connections left open on the server after shutdown
 
 
 def assert_error(response, status):

@@ -19,7 +19,7 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 def app(web_settings):
     app = create_app(web_settings)
     yield app
-    app.state.site.store.close()  # opened by create_app, which leaves closing it to its caller
+    app.state.site.store.close()  # create_app closes it when the server stops: here for apps never started
 
 
 def reader(app, name="ada"):

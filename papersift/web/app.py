@@ -272,6 +272,7 @@ def create_app(settings, store=None, discovery=None) -> Starlette:
     from papersift.store import open_store
     from papersift.web import api, digest_pages, pages
 
+    owned = store is None  # opened here, so closed here when the server stops (a PostgreSQL pool)
     store = store or open_store(settings.resolved_database_url, migrate=True)
     discovery = discovery or Discovery(store, settings.resolved_data_dir, settings.embedder,
                                        api_key=settings.embedder_api_key)
@@ -292,6 +293,8 @@ def create_app(settings, store=None, discovery=None) -> Starlette:
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         yield
+        if owned:
+            store.close()
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error},
                     lifespan=lifespan)
