@@ -75,11 +75,16 @@ def main() -> None:
         index_seconds = time.perf_counter() - t
         searcher = Searcher(store, embedder, open_or_none(index_folder(work, embedder), expect_model=model_key(embedder)),
                             bm25=open_lexical_index(lexical_folder(work)))
-        found = sum(searcher.search(p.title, limit=1)[0].paper_id == f"doi:{p.doi.lower()}" for p in papers)
+        missed = []
+        for p in papers:
+            first = searcher.search(p.title, limit=1)[0]
+            if first.paper_id != f"doi:{p.doi.lower()}":
+                missed.append({"title": p.title, "doi": p.doi, "first_hit": first.paper_id, "reason": first.reason})
+        found = len(papers) - len(missed)
         result = {"catalog_papers_before": before, "new_papers": len(papers), "embedder": model_key(embedder),
                   "seconds": {"upsert": round(upsert, 2), "index_step": round(index_seconds, 2),
                               "searchable_after": round(upsert + index_seconds, 2), **report.seconds},
-                  "index_report": report.summary(), "found_first_by_title": found, "copy_seconds": round(copy_seconds, 1),
+                  "index_report": report.summary(), "found_first_by_title": found, "missed": missed, "copy_seconds": round(copy_seconds, 1),
                   "target_seconds": 10}
     write_result(args.out, result)
     print(json.dumps(result, indent=2))

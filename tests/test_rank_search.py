@@ -266,6 +266,29 @@ def test_a_rare_real_word_is_not_bent_into_a_common_short_one(empty_store):
     assert empty_store.spelling_corrections("trasformers") == {"trasformers": "transformers"}
 
 
+def test_a_searched_title_finds_its_paper_first_even_when_its_abstract_strays(empty_store, embedder, tmp_path):
+    """A known-item search: the query is a paper's title word for word. Fusion weighted to meaning puts
+    the neighbour whose abstract is about the title's topic first; the title rule puts the paper first."""
+    title = "Sparse attention for long document summarization"
+    empty_store.upsert_papers([
+        Paper(title=title, abstract="We study how bakers knead dough and proof bread at home.", doi="10.5555/t.1"),
+        Paper(title="Summarizing long documents with sparse attention", doi="10.5555/t.2",
+              abstract="Sparse attention lets transformers summarize long documents."),
+        *[Paper(title=f"Unrelated study {n} of soil", abstract="Soil and rain.", doi=f"10.5555/u.{n}") for n in range(8)]])
+    build_index(empty_store, embedder, tmp_path)
+    index = open_or_none(index_folder(tmp_path, embedder), expect_model=model_key(embedder))
+    bm25 = open_lexical_index(lexical_folder(tmp_path))
+    meaning_only = FusionParams(lexical_weight=0.0, dense_weight=1.0)
+    searcher = Searcher(empty_store, embedder, index, meaning_only, bm25=bm25)
+    dense_first = searcher.dense(title, 2, None)[0][0]
+    assert empty_store.get_papers([dense_first])[0].doi == "10.5555/t.2"  # what fusion alone would rank first
+    hits = searcher.search(f"  {title.upper()}. ", limit=3)  # case, spaces and punctuation aside
+    assert hits[0].paper_id == "doi:10.5555/t.1" and hits[0].reason == "the title you searched for"
+    assert hits[1].paper_id == "doi:10.5555/t.2"
+    # a longer query that merely contains the title is no title search
+    assert searcher.search(f"{title} in practice", limit=1)[0].paper_id == "doi:10.5555/t.2"
+
+
 def test_edit_distance_counts_transpositions_once():
     from papersift.store.spelling import edit_distance, stem_distance
 

@@ -42,6 +42,13 @@ MAX_LIMIT = 200
 TYPED_MAX_WORDS = 12
 CITATION_MARKS = re.compile(r"\s*\[\s*\d[\d\s,;–-]*\]")
 
+# A query of 3–40 words that is, word for word, the title of one of the best few lexical hits is a
+# search for that paper (a reader pasting a title they saw cited): it goes first, as an identifier does.
+# Fusion alone can put a close neighbour first when the paper's abstract strays from its title
+# (bench/freshness.py: 1 of 250 new papers, lost by 0.003).
+TITLE_CHECK = 3
+TITLE_WORDS = (3, 40)
+
 Ranked = list[tuple[int, float]]  # (paper id, score), best first
 
 
@@ -84,6 +91,19 @@ def identifier_match(store: Store, query: str) -> Paper | None:
         return store.find_paper(q)
     except Exception:  # noqa: BLE001 - a query that only looks like an id is searched as text
         return None
+
+
+def _title_key(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def title_match(store: Store, query: str, lexical: Ranked) -> Paper | None:
+    """The paper among the first TITLE_CHECK lexical hits whose title is the query, word for word."""
+    if not lexical or not TITLE_WORDS[0] <= len(query.split()) <= TITLE_WORDS[1]:
+        return None
+    want = _title_key(query)
+    return next((p for p in store.get_papers([pid for pid, _ in lexical[:TITLE_CHECK]])
+                 if _title_key(p.title) == want), None)
 
 
 def fuse(lists: list[tuple[list[int], float]], k: float) -> dict[int, float]:
@@ -185,16 +205,19 @@ class Searcher:
         dense = self.dense(searched, depth, filters)
         scores = fused_scores(lexical, dense, self.params)
         ranked = sorted(scores, key=lambda pid: (-scores[pid], pid))
-        if exact is not None:
-            scores[exact.id] = float("inf")
-            ranked = [exact.id] + [pid for pid in ranked if pid != exact.id]
+        titled = title_match(self.store, searched, lexical) if exact is None else None
+        first = exact or titled
+        if first is not None:
+            scores[first.id] = float("inf")
+            ranked = [first.id] + [pid for pid in ranked if pid != first.id]
         page = ranked[offset:offset + limit]
         papers = {p.id: p for p in self.store.get_papers(page)}
         in_lexical, in_dense = {p for p, _ in lexical}, {p for p, _ in dense}
         hits = []
         for pid in page:
             if pid in papers:
-                reason = _reason(pid, exact, in_lexical, in_dense)
+                reason = "the title you searched for" if titled is not None and pid == titled.id else \
+                    _reason(pid, exact, in_lexical, in_dense)
                 hits.append(Hit(papers[pid].ref, scores[pid], reason, papers[pid]))
         return SearchPage(hits, fixes, searched)
 
