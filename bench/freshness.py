@@ -84,7 +84,8 @@ def main() -> None:
         result = {"catalog_papers_before": before, "new_papers": len(papers), "embedder": model_key(embedder),
                   "seconds": {"upsert": round(upsert, 2), "index_step": round(index_seconds, 2),
                               "searchable_after": round(upsert + index_seconds, 2), **report.seconds},
-                  "index_report": report.summary(), "found_first_by_title": found, "missed": missed, "copy_seconds": round(copy_seconds, 1),
+                  "index_report": report.summary(), "found_first_by_title": found, "missed": missed,
+                  "copy_seconds": round(copy_seconds, 1),
                   "target_seconds": 10}
     write_result(args.out, result)
     print(json.dumps(result, indent=2))
