@@ -72,17 +72,6 @@ def prefixes(word: str) -> list[str]:
     return list(dict.fromkeys((word[:2], word[1] + word[0], word[0] + word[2])))
 
 
-def _candidates(conn: sqlite3.Connection, word: str) -> list[tuple[str, int]]:
-    """Indexed terms under the word's prefixes, of a plausible length."""
-    shortest = shortest_stem(word)
-    out: list[tuple[str, int]] = []
-    for prefix in prefixes(word):
-        out += conn.execute("SELECT term, doc FROM papers_fts_vocab WHERE term >= ? AND term < ? "
-                            "AND length(term) BETWEEN ? AND ?",
-                            (prefix, prefix + "\U0010ffff", shortest, len(word) + 2)).fetchall()
-    return out
-
-
 class PrefixCache:
     """The vocabulary under each two-letter prefix, kept for TTL seconds. FTS5's vocabulary table
     counts documents by walking every posting of every term it returns: 6–8 ms a prefix at 75k papers,
@@ -131,10 +120,12 @@ class Vocabulary:
     texts: Callable[[Any, str], Iterable[tuple[str, str]]]
 
 
-SQLITE = Vocabulary(_doc_count, _candidates, _texts)
+def sqlite_vocabulary(cache: PrefixCache) -> Vocabulary:
+    """SQLite's vocabulary: FTS5 counts and texts, candidate terms through the store's PrefixCache."""
+    return Vocabulary(_doc_count, cache.candidates, _texts)
 
 
-def surface_form(conn, term: str, typed: str, vocab: Vocabulary = SQLITE) -> str:
+def surface_form(conn, term: str, typed: str, vocab: Vocabulary) -> str:
     """The written form of a stem, among those in the papers that contain it, closest to what was typed
     ("trasformer": "transform" → "transformer", not "transformation"), so a correction reads as a word
     and embeds as one."""
@@ -148,7 +139,7 @@ def surface_form(conn, term: str, typed: str, vocab: Vocabulary = SQLITE) -> str
     return min(counts, key=lambda w: (edit_distance(typed, w, len(w) + len(typed)), -counts[w], w))
 
 
-def corrections(conn, query: str, vocab: Vocabulary = SQLITE) -> dict[str, str]:
+def corrections(conn, query: str, vocab: Vocabulary) -> dict[str, str]:
     """{typed word: corrected word} for the words of a typed query (up to MAX_QUERY_WORDS words) that
     look misspelt; {} for longer texts, which are pasted rather than typed."""
     if len(query.split()) > MAX_QUERY_WORDS:

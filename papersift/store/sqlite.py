@@ -94,8 +94,7 @@ class SQLiteStore(ReaderTables, AccountTables, FeedTables, DigestTables):
         # author name → row id; author rows are never deleted, so a cached id stays valid
         self._author_ids: dict[str, int] = {}
         self._prefixes = spelling.PrefixCache()
-        self._vocabulary = spelling.Vocabulary(spelling.SQLITE.doc_count, self._prefixes.candidates,
-                                               spelling.SQLITE.texts)
+        self._vocabulary = spelling.sqlite_vocabulary(self._prefixes)
 
     # -- connections ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
