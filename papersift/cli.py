@@ -124,10 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                  "papersift db verify postgresql://user@host/papersift")
     v.add_argument("url", help="the other catalog")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
     c = _command(dbsub, "compact", "Give back the space of deleted and rewritten rows (SQLite VACUUM, PostgreSQL "
                  "VACUUM ANALYZE); on SQLite, stop serve/index/update first.", "papersift db compact")
     c.add_argument("--json", action="store_true", help="print the sizes as JSON")
-    v.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _command(sub, "serve", "Run the website and JSON API.", "papersift serve --port 8000")
     p.add_argument("--host", help="listen address (default setting `host`, 127.0.0.1)")

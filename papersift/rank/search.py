@@ -216,15 +216,16 @@ class Searcher:
         hits = []
         for pid in page:
             if pid in papers:
-                reason = "the title you searched for" if titled is not None and pid == titled.id else \
-                    _reason(pid, exact, in_lexical, in_dense)
+                reason = _reason(pid, exact, titled, in_lexical, in_dense)
                 hits.append(Hit(papers[pid].ref, scores[pid], reason, papers[pid]))
         return SearchPage(hits, fixes, searched)
 
 
-def _reason(pid: int, exact: Paper | None, in_lexical: set[int], in_dense: set[int]) -> str:
+def _reason(pid: int, exact: Paper | None, titled: Paper | None, in_lexical: set[int], in_dense: set[int]) -> str:
     if exact is not None and pid == exact.id:
         return "the identifier you searched for"
+    if titled is not None and pid == titled.id:
+        return "the title you searched for"
     if pid in in_lexical and pid in in_dense:
         return "matches your words and their meaning"
     if pid in in_lexical:
