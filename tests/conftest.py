@@ -39,6 +39,18 @@ def store(tmp_path):
 
 
 @pytest.fixture
+def clean_env(tmp_path, monkeypatch):
+    """The environment a user's fresh shell gives the CLI: no PAPERSIFT_* variables but a data dir and
+    a (missing) config file under tmp_path, which is returned."""
+    for key in list(os.environ):
+        if key.startswith("PAPERSIFT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PAPERSIFT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PAPERSIFT_CONFIG_FILE", str(tmp_path / "papersift.toml"))
+    return tmp_path
+
+
+@pytest.fixture
 def settings(tmp_path, monkeypatch):
     """Settings pointing at a fresh data dir, with no pause between HTTP requests."""
     from papersift.settings import load_settings

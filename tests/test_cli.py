@@ -18,13 +18,8 @@ PAYLOADS = ROOT.parent / "shared" / "data" / "payloads"
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("PAPERSIFT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("PAPERSIFT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PAPERSIFT_CONFIG_FILE", str(tmp_path / "papersift.toml"))
-    return tmp_path
+def env(clean_env):
+    return clean_env
 
 
 def run(*args) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ a failing source is reported and the rest proceeds; one run at a time."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,17 +17,12 @@ from papersift.jobs import parse_sources, run_steps, update_lock
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, replay_server):
-    for key in list(os.environ):
-        if key.startswith("PAPERSIFT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("PAPERSIFT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PAPERSIFT_CONFIG_FILE", str(tmp_path / "papersift.toml"))
+def env(clean_env, monkeypatch, replay_server):
     monkeypatch.setenv("PAPERSIFT_HF_DAILY_URL", replay_server.url + "/api/daily_papers")
     monkeypatch.setenv("PAPERSIFT_ARXIV_RSS_URL", replay_server.url + "/rss/")
     monkeypatch.setenv("PAPERSIFT_HTTP_DELAY", "0")
     monkeypatch.setenv("PAPERSIFT_HTTP_RETRIES", "0")
-    return tmp_path
+    return clean_env
 
 
 def test_parse_sources():

@@ -257,22 +257,16 @@ def test_verify_names_the_parts_that_differ(catalog, tmp_path):
     target.close()
 
 
-def test_cli_migrate_to_and_verify(tmp_path, monkeypatch, capsys):
+def test_cli_migrate_to_and_verify(clean_env, capsys):
     """`papersift db migrate-to` / `db verify` as a user runs them: the bundled sample into PostgreSQL."""
-    import os
-
     from test_store_contract import _postgresql
 
     from papersift.cli import main
 
+    tmp_path = clean_env
     target = _postgresql(tmp_path)  # skips (or fails, in CI) without a server
     url = target.url
     target.close()
-    for key in list(os.environ):
-        if key.startswith("PAPERSIFT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("PAPERSIFT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PAPERSIFT_CONFIG_FILE", str(tmp_path / "none.toml"))
     assert main(["demo", "--quiet", "--no-index"]) == 0
     capsys.readouterr()
     assert main(["db", "migrate-to", url, "--quiet"]) == 0

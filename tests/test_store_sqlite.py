@@ -81,17 +81,12 @@ def test_spelling_sees_new_papers_once_the_full_text_is_synced(tmp_path):
     store.close()
 
 
-def test_db_compact_gives_back_what_deleted_vectors_took(tmp_path, monkeypatch, capsys):
+def test_db_compact_gives_back_what_deleted_vectors_took(clean_env, capsys):
     import json
-    import os
 
     from papersift.cli import main
 
-    for key in list(os.environ):
-        if key.startswith("PAPERSIFT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("PAPERSIFT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PAPERSIFT_CONFIG_FILE", str(tmp_path / "none.toml"))
+    tmp_path = clean_env
     store = open_store(str(tmp_path / "data" / "catalog.db"), migrate=True)
     store.upsert_papers(_papers(1000))
     todo = store.papers_to_embed("old-model", limit=1000)
