@@ -266,6 +266,24 @@ def test_a_rare_real_word_is_not_bent_into_a_common_short_one(empty_store):
     assert empty_store.spelling_corrections("trasformers") == {"trasformers": "transformers"}
 
 
+def test_a_rare_real_word_beside_the_rest_of_the_query_is_kept(empty_store):
+    """"surfer" is in one paper and "suffer" in sixty, one edit apart: alone, "surfer" reads as a typo;
+    beside "random" it does not, since a paper holds both words (a new paper, "Power Walk: Revisiting
+    the Random Surfer", was not found by its own title while "surfer" became "suffer")."""
+    common = "Random models suffer from noise, and transformers suffer from bias."
+    empty_store.upsert_papers([Paper(title=f"Study {n}", abstract=common, doi=f"10.5555/s.{n}") for n in range(60)]
+                              + [Paper(title="Power walk: revisiting the random surfer", doi="10.5555/s.p",
+                                       abstract="The surfer of PageRank walks at random.")])
+    empty_store.sync_fulltext()
+    assert empty_store.spelling_corrections("surfer") == {"surfer": "suffer"}
+    assert empty_store.spelling_corrections("random surfer") == {}
+    assert empty_store.spelling_corrections("Power Walk: Revisiting the Random Surfer") == {}
+    # no paper holds "surfer" beside "transformers": no context, so the rule stands as before
+    assert empty_store.spelling_corrections("surfer transformers") == {"surfer": "suffer"}
+    # a typo no paper holds is corrected whatever surrounds it
+    assert empty_store.spelling_corrections("random trasformers") == {"trasformers": "transformers"}
+
+
 def test_a_searched_title_finds_its_paper_first_even_when_its_abstract_strays(empty_store, embedder, tmp_path):
     """A known-item search: the query is a paper's title word for word. Fusion weighted to meaning puts
     the neighbour whose abstract is about the title's topic first; the title rule puts the paper first."""

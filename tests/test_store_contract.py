@@ -344,6 +344,10 @@ def test_embeddings_are_per_model_and_only_changed_papers_are_re_embedded(db):
     assert [t[0] for t in db.papers_to_embed("m1")] == [db.get_paper("2401.00002").id]
     ids, matrix = db.load_embeddings("m1", 4)
     assert ids.tolist() == sorted(t[0] for t in todo) and np.array_equal(matrix, vecs[np.argsort([t[0] for t in todo])])
+    # the ids and seqs alone (what an index update compares): the seq each vector was computed at
+    seq_ids, seqs = db.embedding_seqs("m1")
+    assert seq_ids.tolist() == ids.tolist() and seqs.tolist() == [dict((t[0], t[1]) for t in todo)[i] for i in ids]
+    assert db.embedding_seqs("m2")[0].size == 0
     assert db.embedding_models() == {"m1": 5}
     with pytest.raises(BadInput):
         db.save_embeddings("m1", [(1, 1)], vecs[:2])

@@ -15,7 +15,7 @@ def _lexeme_query(term: str) -> str:
 
 
 def _doc_count(conn, word: str, cap: int) -> int:
-    """Papers containing the word, counted up to `cap`: a common word stops at once."""
+    """Papers containing the word (or all of several), counted up to `cap`: a common word stops at once."""
     return conn.execute("SELECT count(*) FROM (SELECT 1 FROM papers_fts WHERE doc @@ plainto_tsquery('papersift', %s) "
                         "LIMIT %s) x", (word, cap)).fetchone()[0]
 

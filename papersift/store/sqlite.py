@@ -551,6 +551,14 @@ class SQLiteStore(ReaderTables, AccountTables, FeedTables, DigestTables):
             return ids, vectors, np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
         return ids, vectors
 
+    def embedding_seqs(self, model: str):
+        """(paper ids int64 [n], change_seq int64 [n]) of every paper embedded with `model`, by id: what
+        load_embeddings says without reading the vectors (~0.05 s for 75k papers instead of ~0.7 s)."""
+        rows = self.conn.execute("SELECT paper_id, seq FROM embeddings WHERE model = ? ORDER BY paper_id",
+                                 (model,)).fetchall()
+        return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)))
+
     def paper_embeddings(self, model: str, paper_ids: Sequence[int], dim: int):
         """(paper ids int64 [n], vectors float32 [n, dim]) of those of `paper_ids` embedded with `model`."""
         ids = sorted({int(i) for i in paper_ids})
