@@ -68,7 +68,7 @@ def normalize_doi(text: str | None) -> str | None:
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
     """Lower case ASCII letters and digits only: accents, TeX braces and punctuation dropped."""
     if not text.isascii():
         text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
@@ -79,14 +79,14 @@ def last_name(author: str) -> str:
     """The family name of `Given Family` or `Family, Given`, folded."""
     author = author.strip()
     if "," in author:
-        return _fold(author.split(",", 1)[0])
+        return fold(author.split(",", 1)[0])
     parts = author.split()
-    return _fold(parts[-1]) if parts else ""
+    return fold(parts[-1]) if parts else ""
 
 
 def title_key(title: str, first_author: str = "") -> str:
     """The fallback identity for papers with neither arXiv id nor DOI."""
-    return f"{_fold(title)}|{last_name(first_author)}"
+    return f"{fold(title)}|{last_name(first_author)}"
 
 
 def looks_like_identifier(query: str) -> bool:

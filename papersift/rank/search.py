@@ -22,24 +22,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from papersift.ids import normalize_doi, parse_arxiv_id
+from papersift.ids import fold, normalize_doi, parse_arxiv_id
 from papersift.index.embed import Embedder
 from papersift.index.lexical import LexicalIndex, handles
 from papersift.index.vectors import VectorIndex
 from papersift.models import Hit, Paper
 from papersift.store.base import Store
-from papersift.store.fulltext import Filters
+from papersift.store.fulltext import Filters, pasted
 from papersift.store.spelling import corrected
 
 MAX_QUERY_CHARS = 2000  # longer queries are cut (a pasted abstract is plenty)
 MAX_LIMIT = 200
-# A query over TYPED_MAX_WORDS words was pasted (an abstract, a paragraph of a draft), not typed: its
-# typos don't matter among so many words (no spelling check), its quotes and stars are punctuation
-# (BM25, not FTS5 phrases), and its numbered citation marks ("[12]", "[4, 7–9]") point into the writer's
-# bibliography, so they are dropped. The embedder sees as much of it as it takes (256 tokens for
-# MiniLM): cutting a paragraph to its first 90 words for speed cost ACM-CR's citation contexts 0.03
-# Recall@10 on the dense side.
-TYPED_MAX_WORDS = 12
+# A query over fulltext.TYPED_MAX_WORDS words was pasted (an abstract, a paragraph of a draft), not
+# typed (fulltext.pasted): its typos don't matter among so many words (no spelling check), its quotes
+# and stars are punctuation (BM25, not FTS5 phrases), and its numbered citation marks ("[12]",
+# "[4, 7–9]") point into the writer's bibliography, so they are dropped. The embedder sees as much of it
+# as it takes (256 tokens for MiniLM): cutting a paragraph to its first 90 words for speed cost ACM-CR's
+# citation contexts 0.03 Recall@10 on the dense side.
 CITATION_MARKS = re.compile(r"\s*\[\s*\d[\d\s,;–-]*\]")
 
 # A query of 3–40 words that is, word for word, the title of one of the best few lexical hits is a
@@ -73,11 +72,6 @@ class SearchPage:
     query: str = ""  # what was searched, after corrections
 
 
-def pasted(query: str) -> bool:
-    """A query too long to have been typed: a pasted abstract or paragraph."""
-    return len(query.split()) > TYPED_MAX_WORDS
-
-
 def without_citation_marks(text: str) -> str:
     """A pasted paragraph without its numbered citation marks: "as in [4, 7–9]." → "as in." """
     return CITATION_MARKS.sub("", text).strip()
@@ -93,17 +87,15 @@ def identifier_match(store: Store, query: str) -> Paper | None:
         return None
 
 
-def _title_key(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
 def title_match(store: Store, query: str, lexical: Ranked) -> Paper | None:
     """The paper among the first TITLE_CHECK lexical hits whose title is the query, word for word."""
     if not lexical or not TITLE_WORDS[0] <= len(query.split()) <= TITLE_WORDS[1]:
         return None
-    want = _title_key(query)
+    want = fold(query)  # case, accents, spaces and punctuation aside
+    if not want:
+        return None
     return next((p for p in store.get_papers([pid for pid, _ in lexical[:TITLE_CHECK]])
-                 if _title_key(p.title) == want), None)
+                 if fold(p.title) == want), None)
 
 
 def fuse(lists: list[tuple[list[int], float]], k: float) -> dict[int, float]:
@@ -167,7 +159,7 @@ class Searcher:
 
     def lexical(self, query: str, depth: int, filters: Filters | None) -> Ranked:
         """BM25 from the in-memory index; phrases, prefixes, or no such index: the catalog's FTS5. A pasted
-        text (over TYPED_MAX_WORDS words) stays on BM25 whatever quotes or stars it holds: they are its
+        text (fulltext.pasted) stays on BM25 whatever quotes or stars it holds: they are its
         punctuation, not phrase syntax, and FTS5 takes ~0.1-0.5 s over such a query."""
         if self.bm25 is None or not (handles(query) or pasted(query)):
             return self.store.search_fulltext(query, depth, filters)

@@ -25,6 +25,16 @@ STOPWORDS = frozenset(
 )
 
 
+# A query over TYPED_MAX_WORDS words was pasted (an abstract, a paragraph of a draft), not typed: it
+# gets no spelling check, and search treats it as prose (rank/search.py says how).
+TYPED_MAX_WORDS = 12
+
+
+def pasted(query: str) -> bool:
+    """A query too long to have been typed: a pasted abstract or paragraph."""
+    return len(query.split()) > TYPED_MAX_WORDS
+
+
 @dataclass(frozen=True)
 class Filters:
     category: str | None = None

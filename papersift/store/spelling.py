@@ -25,11 +25,12 @@ from typing import Any, Callable, Iterable
 
 from rapidfuzz.distance import OSA
 
+from papersift.store.fulltext import pasted
+
 _WORD = re.compile(r"[^\W\d_]{5,}", re.UNICODE)
 MIN_RATIO = 20  # a correction for a word no paper has must be in at least this many papers
 KNOWN_RATIO = 50  # … and for a word some papers have, in this many times more
 MAX_TYPED_DF = 10  # words in more papers than this are never corrected (typos recur in abstracts)
-MAX_QUERY_WORDS = 12
 MAX_SUFFIX = 7  # letters porter may strip: "classification" → "classif"
 SURFACE_TRIES = 3  # closest stems whose written forms are checked against the typed word
 
@@ -145,9 +146,9 @@ def surface_form(conn, term: str, typed: str, vocab: Vocabulary) -> str:
 
 
 def corrections(conn, query: str, vocab: Vocabulary) -> dict[str, str]:
-    """{typed word: corrected word} for the words of a typed query (up to MAX_QUERY_WORDS words) that
-    look misspelt; {} for longer texts, which are pasted rather than typed."""
-    if len(query.split()) > MAX_QUERY_WORDS:
+    """{typed word: corrected word} for the words of a typed query that look misspelt; {} for a pasted
+    text (fulltext.pasted), whose typos don't matter among so many words."""
+    if pasted(query):
         return {}
     out: dict[str, str] = {}
     words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
