@@ -193,15 +193,22 @@ def test_double_opt_in_confirms_through_the_site_then_digests_start(db, settings
     assert len(paper_refs(digest)) == 5
 
 
-def test_confirmation_is_asked_at_most_once_a_day_and_three_times_in_all(db, settings, smtp):
+def test_confirmation_is_asked_at_most_once_a_day_and_three_times_a_month(db, settings, smtp):
     db.upsert_subscription("maybe@example.org", "weekly")
     asked = []
     with mailer(smtp) as m:
-        for hours in (0, 1, 23, 25, 30, 49, 73, 100, 200):
+        for hours in (0, 1, 23, 25, 30, 49, 73, 100, 200, 24 * 29):
             asked.append(run(db, settings, m, DAY1 + dt.timedelta(hours=hours)).confirmations)
-    assert asked == [1, 0, 0, 1, 0, 1, 0, 0, 0]
+    assert asked == [1, 0, 0, 1, 0, 1, 0, 0, 0, 0]
     assert len(smtp.to("maybe@example.org")) == 3
     assert len({m["Message-ID"] for m in smtp.messages}) == 3
+    # unsubscribed, then back two months later: the old requests no longer count against a new one
+    db.set_subscription_status("maybe@example.org", "unsubscribed")
+    db.upsert_subscription("maybe@example.org", "weekly")
+    db.set_subscription_status("maybe@example.org", "pending")
+    with mailer(smtp) as m:
+        assert run(db, settings, m, DAY1 + dt.timedelta(days=60)).confirmations == 1
+    assert len(smtp.to("maybe@example.org")) == 4
 
 
 # -- the digest email, its links, one-click unsubscribe ------------------------------------------

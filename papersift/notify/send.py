@@ -4,7 +4,8 @@ then the digests that are due, each at most once per subscriber and period, cras
     report = send_due(store, settings, mailer, picks=recommender_picks, base_url="https://papers.example.org")
 
 Double opt-in: a subscription starts `pending`; the run emails it a signed confirmation link (at most
-once a day, at most CONFIRM_ASKS times in all, so an address someone else typed is not pestered);
+once a day, at most CONFIRM_ASKS times in any CONFIRM_WINDOW, so an address someone else typed is not
+pestered, while a reader who comes back months later to subscribe again is asked again);
 the reader confirms on the site (web/digest_pages.py) and the subscription turns `active`.
 
 Exactly once per (subscription, period). A period is the UTC day of a daily digest or the ISO week
@@ -72,6 +73,7 @@ DEFAULT_BACKOFF = (2.0, 4.0, 8.0, 16.0, 32.0)  # seconds between tries: 5 retrie
 LEASE = dt.timedelta(minutes=10)  # > one try (timeout) + the longest backoff: a live run renews it before each
 CONFIRM_EVERY = dt.timedelta(days=1)
 CONFIRM_ASKS = 3
+CONFIRM_WINDOW = dt.timedelta(days=30)
 ALL = 1_000_000  # trending scores every paper of its window anyway: take them all, filter here
 PAGE = 5000
 MAX_PROBLEMS = 50
@@ -221,7 +223,8 @@ class _Run:
     def confirm(self, sub: Subscription) -> None:
         rows = self.store.mailings(sub.id, "confirm")
         self._resume_unfinished(sub, rows)
-        if self.report.stopped or len(rows) >= self.confirm_asks:
+        recent = [r for r in rows if _parse_ts(r["claimed_at"]) > self.now - CONFIRM_WINDOW]
+        if self.report.stopped or len(recent) >= self.confirm_asks:
             return
         if rows and _parse_ts(rows[0]["claimed_at"]) > self.now - CONFIRM_EVERY:
             return  # asked within the last day
