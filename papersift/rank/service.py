@@ -20,7 +20,7 @@ from papersift.rank.trending import content_prior
 from papersift.store.base import Store
 from papersift.store.fulltext import Filters
 
-RELOAD_CHECK = 5.0
+RELOAD_CHECK = 1.0  # seconds between looks at the index files
 RELATED_TTL = 600.0  # seconds a paper's related list is reused: it changes only with the index or co-saves
 RELATED_CACHE = 20_000  # papers whose related lists are kept (~2 KB each)
 
@@ -49,18 +49,24 @@ class Discovery:
         self._related: dict[tuple[int, int], tuple[float, list[Hit]]] = {}
         self.reload()
 
-    def _files_stamp(self) -> tuple:
+    def _files_stamp(self) -> tuple[float, tuple]:
         """What changes when `papersift index` rewrites an index: CURRENT of the BM25 index, and each
         vector index folder (written by rename, so the folder's own time moves)."""
-        stamps = [_mtime(lexical_folder(self.data_dir) / "CURRENT")]
+        vectors: list[float] = []
         for e in self.embedders:
             folder = index_folder(self.data_dir, e)
-            stamps += [_mtime(folder), *(_mtime(p) for p in (folder.iterdir() if folder.is_dir() else ()))]
-        return tuple(stamps)
+            vectors += [_mtime(folder), *(_mtime(p) for p in (folder.iterdir() if folder.is_dir() else ()))]
+        return _mtime(lexical_folder(self.data_dir) / "CURRENT"), tuple(vectors)
 
-    def reload(self) -> None:
+    def reload(self, vectors: bool = True) -> None:
+        """Open the indexes again; with `vectors` False only the BM25 index (`papersift index` writes it
+        first, so a day's new papers are found by keyword while they are being embedded, and reloading
+        a 75k-paper vector index that has not changed would hold up the request for a second)."""
         stamp = self._files_stamp()
-        embedder, index = searchable_tier(self.store, self.data_dir, self.embedders)
+        if vectors or not self._stamp:
+            embedder, index = searchable_tier(self.store, self.data_dir, self.embedders)
+        else:
+            embedder, index = self.embedder, self.index
         bm25 = searchable_lexical(self.store, self.data_dir)
         # one assignment: a request in flight keeps the Searcher it started with
         self.embedder, self.index = embedder, index
@@ -69,15 +75,16 @@ class Discovery:
         self._related = {}
 
     def refresh(self) -> None:
-        """Reload when the index files changed since the last look (cheap: a few stat calls)."""
+        """Reload what changed on disk since the last look (cheap: a few stat calls)."""
         if time.monotonic() - self._checked < RELOAD_CHECK:
             return
         with self._lock:
             if time.monotonic() - self._checked < RELOAD_CHECK:
                 return
             self._checked = time.monotonic()
-            if self._files_stamp() != self._stamp:
-                self.reload()
+            stamp = self._files_stamp()
+            if stamp != self._stamp:
+                self.reload(vectors=stamp[1] != self._stamp[1])
 
     @property
     def has_vectors(self) -> bool:
