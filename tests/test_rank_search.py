@@ -284,6 +284,36 @@ def test_a_rare_real_word_beside_the_rest_of_the_query_is_kept(empty_store):
     assert empty_store.spelling_corrections("random trasformers") == {"trasformers": "transformers"}
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL keeps its vocabulary in a table: nothing to warm
+def test_a_server_reads_the_spelling_vocabulary_once_and_again_after_a_sync(empty_store):
+    store = empty_store
+    store.upsert_papers([Paper(title=f"Study {n}", abstract="Transformers classify proteins.", doi=f"10.5555/w.{n}")
+                         for n in range(30)])
+    store.sync_fulltext()
+    cold = store.spelling_corrections("trasformers protiens")
+    assert cold == {"trasformers": "transformers", "protiens": "proteins"}
+    store.warm_spelling(wait=True)
+    statements = []
+    store.conn.set_trace_callback(statements.append)
+    try:
+        assert store.spelling_corrections("trasformers protiens") == cold
+        assert store.spelling_corrections("ribosme") == {}  # a prefix never asked for: no query either
+    finally:
+        store.conn.set_trace_callback(None)
+    assert not [s for s in statements if "papers_fts_vocab" in s]  # every prefix came from memory
+    # new words arrive: syncing drops the vocabulary read before, and it is read again
+    store.upsert_papers([Paper(title=f"Ribosome {n}", abstract="Ribosomes.", doi=f"10.5555/r.{n}") for n in range(30)])
+    store.sync_fulltext()  # which starts the new read: waiting joins it
+    store.warm_spelling(wait=True)
+    statements.clear()
+    store.conn.set_trace_callback(statements.append)
+    try:
+        assert store.spelling_corrections("ribosme") == {"ribosme": "ribosome"}
+    finally:
+        store.conn.set_trace_callback(None)
+    assert not [s for s in statements if "papers_fts_vocab" in s]
+
+
 def test_a_searched_title_finds_its_paper_first_even_when_its_abstract_strays(empty_store, embedder, tmp_path):
     """A known-item search: the query is a paper's title word for word. Fusion weighted to meaning puts
     the neighbour whose abstract is about the title's topic first; the title rule puts the paper first."""

@@ -184,6 +184,9 @@ class IndexTables:
         where, args = filter_sql(filters)
         return [r[0] for r in self._query(f"SELECT p.id FROM papers p WHERE true {where}", args)]
 
+    def warm_spelling(self, wait: bool = False) -> None:
+        """Nothing to warm: the vocabulary is a table kept by sync_fulltext, read by index range scans."""
+
     def spelling_corrections(self, query: str) -> dict[str, str]:
         """{typed word: indexed word} for the query's words that (almost) no paper contains."""
         with self._connection() as conn:

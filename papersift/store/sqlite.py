@@ -510,6 +510,24 @@ class SQLiteStore(ReaderTables, AccountTables, FeedTables, DigestTables):
     def filtered_ids(self, filters: Filters) -> list[int]:
         return fulltext.allowed_ids(self.conn, filters)
 
+    def warm_spelling(self, wait: bool = False) -> None:
+        """Keep the whole spelling vocabulary in memory, read in the background now and every
+        PrefixCache.TTL (a server calls this when it starts), so no typed query waits on a cold prefix.
+        With `wait`, return once it has been read."""
+        if self.path == ":memory:":
+            return
+
+        def load() -> None:
+            conn = self._connect()
+            conn.execute("PRAGMA cache_size = -2048")  # one pass over the index: no 64 MB page cache
+            try:
+                self._prefixes.load_whole(conn)
+            finally:
+                conn.close()
+        thread = self._prefixes.keep_warm(load)
+        if wait and thread is not None:
+            thread.join()
+
     def spelling_corrections(self, query: str) -> dict[str, str]:
         """{typed word: indexed term} for the query's words that (almost) no paper contains."""
         return spelling.corrections(self.conn, query, self._vocabulary)

@@ -292,6 +292,7 @@ def create_app(settings, store=None, discovery=None) -> Starlette:
         import anyio.to_thread
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        store.warm_spelling()  # read in the background: the first typed queries need not wait for it
         yield
         if owned:
             store.close()
