@@ -266,20 +266,24 @@ def test_a_rare_real_word_is_not_bent_into_a_common_short_one(empty_store):
     assert empty_store.spelling_corrections("trasformers") == {"trasformers": "transformers"}
 
 
-def test_a_rare_real_word_beside_the_rest_of_the_query_is_kept(empty_store):
-    """"surfer" is in one paper and "suffer" in sixty, one edit apart: alone, "surfer" reads as a typo;
-    beside "random" it does not, since a paper holds both words (a new paper, "Power Walk: Revisiting
-    the Random Surfer", was not found by its own title while "surfer" became "suffer")."""
-    common = "Random models suffer from noise, and transformers suffer from bias."
+def test_real_words_are_kept_however_rare_in_the_catalog(empty_store):
+    """"surfer" is in one paper and "suffer" in sixty, one edit apart: an English word is never bent into
+    another (a new paper, "Power Walk: Revisiting the Random Surfer", was not found by its own title
+    while "surfer" became "suffer"). "resnet" is no English word, and "reset" is common: alone it reads as
+    a typo, but not beside "backbone", since a paper holds both."""
+    common = "Random models suffer from noise, transformers suffer from bias, and we reset the weights."
     empty_store.upsert_papers([Paper(title=f"Study {n}", abstract=common, doi=f"10.5555/s.{n}") for n in range(60)]
                               + [Paper(title="Power walk: revisiting the random surfer", doi="10.5555/s.p",
-                                       abstract="The surfer of PageRank walks at random.")])
+                                       abstract="The surfer of PageRank walks at random."),
+                                 Paper(title="A resnet backbone for detection", doi="10.5555/s.r",
+                                       abstract="We train a resnet backbone.")])
     empty_store.sync_fulltext()
-    assert empty_store.spelling_corrections("surfer") == {"surfer": "suffer"}
-    assert empty_store.spelling_corrections("random surfer") == {}
+    assert empty_store.spelling_corrections("surfer") == {}
     assert empty_store.spelling_corrections("Power Walk: Revisiting the Random Surfer") == {}
-    # no paper holds "surfer" beside "transformers": no context, so the rule stands as before
-    assert empty_store.spelling_corrections("surfer transformers") == {"surfer": "suffer"}
+    assert empty_store.spelling_corrections("resnet") == {"resnet": "reset"}
+    assert empty_store.spelling_corrections("resnet backbone") == {}
+    # no paper holds "resnet" beside "transformers": no context, so the rule stands as before
+    assert empty_store.spelling_corrections("resnet transformers") == {"resnet": "reset"}
     # a typo no paper holds is corrected whatever surrounds it
     assert empty_store.spelling_corrections("random trasformers") == {"trasformers": "transformers"}
 

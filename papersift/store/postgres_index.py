@@ -19,6 +19,7 @@ registration is needed; written in that same form by a binary COPY (built by num
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from typing import Iterator, Sequence
 
@@ -185,7 +186,12 @@ class IndexTables:
         return [r[0] for r in self._query(f"SELECT p.id FROM papers p WHERE true {where}", args)]
 
     def warm_spelling(self, wait: bool = False) -> None:
-        """Nothing to warm: the vocabulary is a table kept by sync_fulltext, read by index range scans."""
+        """Read the English word list in the background (~0.2 s), not on the first typed query. The
+        catalog's vocabulary needs no warming here: a table kept by sync_fulltext, read by range scans."""
+        thread = threading.Thread(target=spelling.english_words, name="papersift-dictionary", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
 
     def spelling_corrections(self, query: str) -> dict[str, str]:
         """{typed word: indexed word} for the query's words that (almost) no paper contains."""
