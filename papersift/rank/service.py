@@ -1,12 +1,14 @@
 """Discovery: search and related papers over one catalog and its indexes, as the CLI and the website
 ask for them. It picks the searchable embedding tier (index/build.py: the configured model's index,
 or the fast tier's while the full one is being built) and, in a long-running server, notices when
-`papersift index` has replaced an index on disk and reloads it (checked at most every RELOAD_CHECK s).
+`papersift index` has replaced an index on disk and reloads it in the background (checked at most every
+RELOAD_CHECK s): no request waits for an index to be read.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from pathlib import Path
@@ -19,6 +21,8 @@ from papersift.rank.search import Searcher, SearchPage
 from papersift.rank.trending import content_prior
 from papersift.store.base import Store
 from papersift.store.fulltext import Filters
+
+log = logging.getLogger(__name__)
 
 RELOAD_CHECK = 1.0  # seconds between looks at the index files
 RELATED_TTL = 600.0  # seconds a paper's related list is reused: it changes only with the index or co-saves
@@ -43,6 +47,7 @@ class Discovery:
         self._lock = threading.Lock()
         self._checked = 0.0
         self._stamp: tuple = ()
+        self._loading: threading.Thread | None = None
         self.searcher = Searcher(store)
         self.embedder: Embedder | None = None
         self.index = None
@@ -60,8 +65,8 @@ class Discovery:
 
     def reload(self, vectors: bool = True) -> None:
         """Open the indexes again; with `vectors` False only the BM25 index (`papersift index` writes it
-        first, so a day's new papers are found by keyword while they are being embedded, and reloading
-        a 75k-paper vector index that has not changed would hold up the request for a second)."""
+        first, so a day's new papers are found by keyword while they are being embedded, and a vector
+        index that has not changed is not read again: ~1 s at 75k vectors, ~17 s at a million)."""
         stamp = self._files_stamp()
         if vectors or not self._stamp:
             embedder, index = searchable_tier(self.store, self.data_dir, self.embedders)
@@ -74,17 +79,31 @@ class Discovery:
         self._stamp, self._checked = stamp, time.monotonic()
         self._related = {}
 
-    def refresh(self) -> None:
-        """Reload what changed on disk since the last look (cheap: a few stat calls)."""
-        if time.monotonic() - self._checked < RELOAD_CHECK:
+    def refresh(self, wait: bool = False) -> None:
+        """Reload what changed on disk since the last look (a few stat calls, at most every RELOAD_CHECK
+        s), on a thread of its own: requests go on with the indexes they have until the new ones are
+        read, instead of one of them waiting for it. `wait`: look now, and return once it is done."""
+        if not wait and time.monotonic() - self._checked < RELOAD_CHECK:
             return
         with self._lock:
-            if time.monotonic() - self._checked < RELOAD_CHECK:
-                return
-            self._checked = time.monotonic()
-            stamp = self._files_stamp()
-            if stamp != self._stamp:
-                self.reload(vectors=stamp[1] != self._stamp[1])
+            loading = self._loading if self._loading is not None and self._loading.is_alive() else None
+            if loading is None and (wait or time.monotonic() - self._checked >= RELOAD_CHECK):
+                self._checked = time.monotonic()
+                stamp = self._files_stamp()
+                if stamp != self._stamp:
+                    loading = self._loading = threading.Thread(
+                        target=self._reload_logged, args=(stamp, stamp[1] != self._stamp[1]),
+                        name="papersift-reload", daemon=True)
+                    loading.start()
+        if wait and loading is not None:
+            loading.join()
+
+    def _reload_logged(self, stamp: tuple, vectors: bool) -> None:
+        try:
+            self.reload(vectors=vectors)
+        except Exception:  # a server keeps searching with what it has, and says why it could not reload
+            log.exception("could not reload the indexes in %s; searching with the ones loaded before", self.data_dir)
+            self._stamp = stamp  # tried once: again when the files change again
 
     @property
     def has_vectors(self) -> bool:
@@ -117,10 +136,12 @@ class Discovery:
         return hits
 
     def _related_now(self, paper, k: int) -> list[Hit]:
-        if self.has_vectors and self.embedder is not None:
-            hits = related_papers(self.store, self.index, model_key(self.embedder), self.embedder.dim, paper, k=k)
+        searcher = self.searcher  # one snapshot: a reload may swap the indexes meanwhile
+        index, embedder = searcher.index, searcher.embedder
+        if index is not None and len(index) and embedder is not None:
+            hits = related_papers(self.store, index, model_key(embedder), embedder.dim, paper, k=k)
             if hits:
                 return hits
-        page = self.searcher.search_page(f"{paper.title} {paper.abstract}"[:1000], limit=k + 1)
+        page = searcher.search_page(f"{paper.title} {paper.abstract}"[:1000], limit=k + 1)
         return [Hit(h.paper_id, h.score, "shares words with this paper", h.paper) for h in page.hits
                 if h.paper_id != paper.ref][:k]
