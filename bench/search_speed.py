@@ -5,7 +5,7 @@
 Steps, each timed: ingest the corpus, sync the full-text index, put a vector for every paper in the
 catalog, build the HNSW index; then load everything as a server would (a fresh Searcher) and time
   * search end to end (Searcher.search_page: spelling check, query embedding, lexical + dense, fusion,
-    paper rows for the page), and each part alone, p50 / p99 over 200 realistic queries;
+    paper rows for the page), and each part alone, p50 / p99 over 1,000 realistic queries (--queries);
   * related papers (rank.related.related_papers) for 500 random papers;
   * the process's peak RSS.
 `--vectors embed` embeds every paper with the default model (about 45 min on 2 idle cores at ~28
@@ -121,7 +121,7 @@ def prepare(workdir: Path, vectors: str) -> dict:
     return {k: round(v, 1) for k, v in seconds.items()}
 
 
-def measure(workdir: Path) -> dict:
+def measure(workdir: Path, n_queries: int = 1000) -> dict:
     settings = load_settings(overrides={"data_dir": str(workdir)})
     t = time.perf_counter()
     store = open_store(str(workdir / "catalog.db"))
@@ -135,7 +135,7 @@ def measure(workdir: Path) -> dict:
     t = time.perf_counter()
     store.warm_spelling(wait=True)  # what `papersift serve` starts in the background when it starts
     vocabulary_seconds = time.perf_counter() - t
-    queries = make_queries()
+    queries = make_queries(n_queries)
     out: dict = {"papers": store.count_papers(), "index_kind": index.kind, "load_seconds": round(load_seconds, 2),
                  "spelling_vocabulary_seconds": round(vocabulary_seconds, 2)}
     times = timed(lambda q: searcher.search_page(q, limit=20), queries)
@@ -161,6 +161,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=str(ROOT / "bench" / "results" / "work" / "speed"))
     ap.add_argument("--vectors", choices=["titles", "embed"], default="titles")
+    ap.add_argument("--queries", type=int, default=1000, help="how many queries (same mix; 200 before 2026-12-01)")
     ap.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "search_speed.json"))
     args = ap.parse_args()
@@ -176,7 +177,7 @@ def main() -> None:
     print(child.stdout, end="", flush=True)
     build = json.loads(child.stdout.rsplit("BUILD ", 1)[1])
     result = {"corpus": "arxiv-daily, 74,728 papers", "vectors": args.vectors, "build_seconds": build,
-              **measure(workdir),
+              **measure(workdir, args.queries),
               "targets": {"search_p50_ms": 15, "search_p99_ms": 60, "related_p50_ms": 2, "rss_mb": 1200},
               "machine": {"loadavg_before": load_before, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3]}}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
