@@ -359,3 +359,21 @@ def test_phrases_and_prefixes_are_searched_by_the_catalogs_full_text(indexed, em
                            for pid, _ in lexical)
     assert searcher.lexical("transform*", 50, None) == store.search_fulltext("transform*", 50)
     assert searcher.lexical("transformer models", 50, None) != store.search_fulltext("transformer models", 50)
+
+
+def test_a_missing_dictionary_names_the_install(monkeypatch):
+    from papersift.errors import MissingExtra
+    from papersift.store import spelling
+
+    def missing(name):
+        raise ModuleNotFoundError(name)
+    monkeypatch.setattr(spelling.importlib.resources, "files", missing)
+    spelling.english_words.cache_clear()
+    try:
+        with pytest.raises(MissingExtra) as info:
+            spelling.english_words()
+        assert "pyspellchecker" in info.value.message and "pip install" in info.value.hint
+    finally:
+        monkeypatch.undo()
+        spelling.english_words.cache_clear()
+    assert "surfer" in spelling.english_words()

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable
 
 from rapidfuzz.distance import OSA
 
+from papersift.errors import MissingExtra
 from papersift.store.fulltext import pasted
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,10 @@ SURFACE_TRIES = 3  # closest stems whose written forms are checked against the t
 def english_words() -> frozenset[str]:
     """The 160k words of pyspellchecker's English dictionary (MIT; read from its data file, ~0.3 s once,
     ~15 MB): a typed word found there is a real word, whatever the catalog holds."""
-    path = importlib.resources.files("spellchecker") / "resources" / "en.json.gz"
+    try:
+        path = importlib.resources.files("spellchecker") / "resources" / "en.json.gz"
+    except ModuleNotFoundError:
+        raise MissingExtra("pyspellchecker", "search") from None
     with path.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as f:
         return frozenset(json.load(f))
 
