@@ -68,7 +68,7 @@ class Discovery:
         first, so a day's new papers are found by keyword while they are being embedded, and a vector
         index that has not changed is not read again: ~1 s at 75k vectors, ~17 s at a million)."""
         stamp = self._files_stamp()
-        if vectors or not self._stamp:
+        if vectors or not self._stamp or stamp[1] != self._stamp[1]:  # (they may have changed since asked)
             embedder, index = searchable_tier(self.store, self.data_dir, self.embedders)
         else:
             embedder, index = self.embedder, self.index
