@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from metrics import write_result  # noqa: E402
 
-from papersift.index.build import embed_pending, index_folder, lexical_folder, model_key, sync_vector_index  # noqa: E402
+from papersift.index import build  # noqa: E402
 from papersift.index.embed import create_embedder  # noqa: E402
-from papersift.index.lexical import open_lexical_index, sync_lexical_index  # noqa: E402
+from papersift.index.lexical import open_lexical_index  # noqa: E402
 from papersift.index.vectors import open_or_none  # noqa: E402
 from papersift.models import Paper  # noqa: E402
 from papersift.rank.search import Searcher  # noqa: E402
@@ -84,28 +84,27 @@ def main() -> None:
         # Stage 1, keyword search: the full text and BM25 index take the new papers first, and a
         # running server reloads BM25 as soon as it is replaced (rank/service.py), while the vector
         # index it holds still lacks them: check the titles against exactly that.
-        old_vectors = open_or_none(index_folder(work, embedder), expect_model=model_key(embedder))
+        old_vectors = open_or_none(build.index_folder(work, embedder), expect_model=build.model_key(embedder))
+        report = build.IndexReport()
         t = time.perf_counter()
-        store.sync_fulltext()
-        sync_lexical_index(store, lexical_folder(work))
+        build.sync_keyword_indexes(store, work, report)  # build_index's first stage
         keyword_seconds = time.perf_counter() - t
-        early = Searcher(store, embedder, old_vectors, bm25=open_lexical_index(lexical_folder(work)))
+        early = Searcher(store, embedder, old_vectors, bm25=open_lexical_index(build.lexical_folder(work)))
         missed_early = misses(early, papers)
-        # Stage 2: what build_index does next, embeddings and the vector index
+        # Stage 2: build_index's second, embeddings and the vector index
         t = time.perf_counter()
-        embedded = embed_pending(store, embedder)
-        embed_seconds = time.perf_counter() - t
-        index, action = sync_vector_index(store, embedder, index_folder(work, embedder))
+        build.sync_vectors(store, embedder, work, report)
         index_seconds = time.perf_counter() - t
-        searcher = Searcher(store, embedder, open_or_none(index_folder(work, embedder), expect_model=model_key(embedder)),
-                            bm25=open_lexical_index(lexical_folder(work)))
+        vectors = open_or_none(build.index_folder(work, embedder), expect_model=build.model_key(embedder))
+        searcher = Searcher(store, embedder, vectors, bm25=open_lexical_index(build.lexical_folder(work)))
         missed = misses(searcher, papers)
-        result = {"catalog_papers_before": before, "new_papers": len(papers), "embedder": model_key(embedder),
+        result = {"catalog_papers_before": before, "new_papers": len(papers), "embedder": build.model_key(embedder),
                   "seconds": {"upsert": round(upsert, 2), "fulltext_and_bm25": round(keyword_seconds, 2),
                               "keyword_searchable_after": round(upsert + keyword_seconds, 2),
-                              "embed": round(embed_seconds, 2), "vectors": round(index_seconds - embed_seconds, 2),
-                              "searchable_after": round(upsert + keyword_seconds + index_seconds, 2)},
-                  "index_report": f"embedded {embedded:,} papers; vector index: {len(index):,} vectors ({action})",
+                              "embed_and_vector_index": round(index_seconds, 2),
+                              "searchable_after": round(upsert + keyword_seconds + index_seconds, 2),
+                              "steps": report.seconds},
+                  "index_report": report.summary(),
                   "found_first_by_title_before_embedding": len(papers) - len(missed_early),
                   "missed_before_embedding": missed_early,
                   "found_first_by_title": len(papers) - len(missed), "missed": missed,

@@ -235,6 +235,23 @@ def test_crash_mid_embedding_resumes_and_index_stays_consistent(tmp_path, papers
     assert len(index) == 120 and action.startswith("built")
 
 
+def test_index_runs_update_the_saved_index_in_place(tmp_path, papers, embedder, empty_store):
+    """build_index reads the saved vector index while the embedder works, then brings it in step: a run
+    with nothing new leaves it as it is, a new paper is added to it (not a rebuild)."""
+    store = empty_store
+    store.upsert_papers(papers[:60])
+    first = build_index(store, embedder, tmp_path)
+    assert first.embedded == 60 and first.index_action.startswith("built") and first.vectors == 60
+    again = build_index(store, embedder, tmp_path)
+    assert (again.embedded, again.index_action, again.lexical_action) == (0, "up to date", "up to date")
+    store.upsert_papers([papers[60]])
+    third = build_index(store, embedder, tmp_path)
+    assert third.embedded == 1 and third.index_action.startswith("updated: +1 new") and third.vectors == 61
+    index = open_or_none(index_folder(tmp_path, embedder), expect_model=model_key(embedder))
+    vector = store.paper_embedding(model_key(embedder), store.get_paper(papers[60].arxiv_id).id, embedder.dim)
+    assert int(np.asarray(index.search(vector, 1)[0]).reshape(-1)[0]) == store.get_paper(papers[60].arxiv_id).id
+
+
 @pytest.mark.parametrize("typed, meant", [("clasification", "classification"), ("reasonnig", "reasoning"),
                                           ("detecton", "detection"), ("benchamrk", "benchmark")])
 def test_misspelt_words_find_what_the_right_spelling_finds(indexed, embedder, typed, meant):
