@@ -94,6 +94,7 @@ def test_scores_match_the_formula(tmp_path, papers):
     store = catalog(tmp_path, papers)
     index, action = sync_lexical_index(store, tmp_path / "lexical")
     assert action == "built" and len(index) == len(papers)
+    assert index._parts is None  # a sync only saves: the weights wait for the first query, as here
     for query in (*QUERIES, papers[7].title, papers[123].abstract, " ".join(papers[50].authors[:2])):
         assert_same_ranking(index.search(query, 20), brute_force(store, query, index.k1, index.b), 20)
     other = LexicalIndex(index.main, k1=0.9, b=0.4)  # k1 and b are run-time choices
