@@ -122,16 +122,16 @@ _OPEN = object()  # sync_vector_index's default: open the saved index itself
 
 
 def sync_vector_index(store: Store, embedder: Embedder, folder: Path, *, kind: str | None = None,
-                      saved: VectorIndex | None | object = _OPEN) -> tuple[VectorIndex, str]:
+                      opened: VectorIndex | None | object = _OPEN) -> tuple[VectorIndex, str]:
     """The vector index for this model, in step with the stored vectors, saved to `folder`. An update
     reads only the vectors it adds: a day's new papers in a 75k catalog need 250 of them, not 75k.
-    `saved`: what open_or_none(folder) gave, when the caller has read it already (build_index reads it
+    `opened`: what open_or_none(folder) gave, when the caller has read it already (build_index reads it
     while the embedder works)."""
     key = model_key(embedder)
     catalog = store.catalog_id()
     ids, seqs = store.embedding_seqs(key)
     want = kind or ("exact" if len(ids) < EXACT_BELOW else "hnsw")
-    index = open_or_none(folder, expect_model=key) if saved is _OPEN else saved
+    index = open_or_none(folder, expect_model=key) if opened is _OPEN else opened
     saved = _load_seqs(folder, catalog) if index is not None else None
     if index is not None and index.kind == want:
         live = index.ids()
@@ -200,12 +200,12 @@ def sync_vectors(store: Store, embedder: Embedder, data_dir: Path, report: Index
     folder = index_folder(data_dir, embedder)
     t = time.perf_counter()
     with ThreadPoolExecutor(1, thread_name_prefix="papersift-open-index") as pool:
-        saved = pool.submit(open_or_none, folder, expect_model=model_key(embedder))
+        reading = pool.submit(open_or_none, folder, expect_model=model_key(embedder))
         report.embedded = embed_pending(store, embedder, on_progress=on_progress)
         report.seconds["embed"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
-        opened = saved.result()
-    index, report.index_action = sync_vector_index(store, embedder, folder, saved=opened)
+        opened = reading.result()
+    index, report.index_action = sync_vector_index(store, embedder, folder, opened=opened)
     report.vectors = len(index)
     report.seconds["vectors"] = round(time.perf_counter() - t, 2)
 
