@@ -245,8 +245,8 @@ def corrections(conn, query: str, vocab: Vocabulary) -> dict[str, str]:
             written = surface_form(conn, term, word, vocab)
             # a word some papers use is a real word more often than a recurring typo: one edit at most
             if edit_distance(word, written, limit) <= (limit if typed_df == 0 else 1):
-                # ...and is left alone where a paper uses it beside the query's other words ("random
-                # surfer" is no typo of "random suffer")
+                # ...and is left alone where a paper uses it beside the query's other words (in a
+                # "resnet backbone", "resnet" is no typo of "reset")
                 if typed_df and len(words) > 1 and in_context is None:
                     in_context = vocab.doc_count(conn, " ".join(words), 1) > 0
                 if not (typed_df and len(words) > 1 and in_context):
