@@ -188,11 +188,10 @@ class MiniLMEmbedder:
         if not texts:
             return out
         self.load()
-        if len(texts) == 1 and self.threads > 1:
+        if len(texts) == 1:  # a query: tokenised once, on every core when it is long
             ids = self._tokenizer.encode(texts[0]).ids
-            if len(ids) > LONE_TOKENS:
-                out[0] = self._run(ids, self._wide)
-                return out
+            out[0] = self._run(ids, self._wide if len(ids) > LONE_TOKENS else None)
+            return out
         run_all = self._pool.map if self._pool is not None else map
         for start in range(0, len(texts), self.chunk_size):
             ids = [e.ids for e in self._tokenizer.encode_batch(texts[start:start + self.chunk_size])]
