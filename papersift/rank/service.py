@@ -63,12 +63,13 @@ class Discovery:
             vectors += [_mtime(folder), *(_mtime(p) for p in (folder.iterdir() if folder.is_dir() else ()))]
         return _mtime(lexical_folder(self.data_dir) / "CURRENT"), tuple(vectors)
 
-    def reload(self, vectors: bool = True) -> None:
-        """Open the indexes again; with `vectors` False only the BM25 index (`papersift index` writes it
-        first, so a day's new papers are found by keyword while they are being embedded, and a vector
-        index that has not changed is not read again: ~1 s at 75k vectors, ~17 s at a million)."""
+    def reload(self, only_changed: bool = False) -> None:
+        """Open the indexes again; with `only_changed`, the vector indexes only if their files changed
+        since the last reload (`papersift index` writes the BM25 index first, so a day's new papers are
+        found by keyword while they are being embedded, and a vector index that has not changed is not
+        read again: ~1 s at 75k vectors, ~17 s at a million)."""
         stamp = self._files_stamp()
-        if vectors or not self._stamp or stamp[1] != self._stamp[1]:  # (they may have changed since asked)
+        if not (only_changed and self._stamp and stamp[1] == self._stamp[1]):
             embedder, index = searchable_tier(self.store, self.data_dir, self.embedders)
         else:
             embedder, index = self.embedder, self.index
@@ -92,15 +93,14 @@ class Discovery:
                 stamp = self._files_stamp()
                 if stamp != self._stamp:
                     loading = self._loading = threading.Thread(
-                        target=self._reload_logged, args=(stamp, stamp[1] != self._stamp[1]),
-                        name="papersift-reload", daemon=True)
+                        target=self._reload_logged, args=(stamp,), name="papersift-reload", daemon=True)
                     loading.start()
         if wait and loading is not None:
             loading.join()
 
-    def _reload_logged(self, stamp: tuple, vectors: bool) -> None:
+    def _reload_logged(self, stamp: tuple) -> None:
         try:
-            self.reload(vectors=vectors)
+            self.reload(only_changed=True)
         except Exception:  # a server keeps searching with what it has, and says why it could not reload
             log.exception("could not reload the indexes in %s; searching with the ones loaded before", self.data_dir)
             self._stamp = stamp  # tried once: again when the files change again
