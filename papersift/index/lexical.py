@@ -324,7 +324,7 @@ class LexicalIndex:
         self.n_live = int(self.live.sum())
         self._ready = threading.Lock()
         self._parts: list | None = None
-        self._table: np.ndarray | None = None
+        self._table = _row_table(main.ids, delta.ids, len(main))
         if not lazy:  # `lazy`: the weights wait for the first query (a sync that only saves: ~0.2 s at 75k)
             self._prepare()
 
@@ -339,7 +339,6 @@ class LexicalIndex:
                 df_main, df_delta = _live_df(main, dead), np.diff(delta.indptr)
                 df_main_all = df_main + _df_of(main.hashes, delta.hashes, df_delta)
                 df_delta_all = df_delta + _df_of(delta.hashes, main.hashes, df_main)
-                self._table = _row_table(main.ids, delta.ids, len(main))
                 self._parts = [  # np.asarray: a plain view of a memory map, cheaper to slice
                     (main.hashes, main.indptr, np.asarray(main.rows),
                      _weights(main, df_main_all, self.n_live, norm[:len(main)], k1)),
@@ -395,7 +394,6 @@ class LexicalIndex:
         """Mask over rows: live rows whose paper id is in `allowed` (unknown ids are ignored)."""
         allowed = np.asarray(allowed).reshape(-1).astype(np.int64, copy=False)
         mask = np.zeros(len(self.ids), bool)
-        self._prepare()
         if self._table is not None:
             rows = self._table[allowed[(allowed >= 0) & (allowed < len(self._table))]]
             mask[rows[rows >= 0]] = True
